@@ -1,0 +1,324 @@
+//! The user's memory strategy: [`ManagerConfig`] with its [`Strategy`], [`TimerScope`],
+//! per-model [`ModelOverride`]s, preload list, memory budget and check interval, plus its
+//! validation and the `MODEL_INACTIVITY_TIMEOUT` / `MODEL_CHECK_INTERVAL` overrides.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ManagerError;
+use crate::key::ModelKey;
+
+/// When an unused model is unloaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Unload after [`Strategy::AUTO_TIMEOUT`] without use.
+    #[default]
+    Auto,
+    /// Never unload on idle (only on demand, for memory, or at shutdown).
+    AlwaysLoaded,
+    /// Unload as soon as the last lease ends.
+    Immediate,
+    /// Unload after this long without use (serialised in milliseconds).
+    Custom(#[serde(with = "millis")] Duration),
+}
+
+impl Strategy {
+    /// The idle timeout of [`Strategy::Auto`].
+    pub const AUTO_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    /// Shortest [`Strategy::Custom`] timeout accepted (use [`Strategy::Immediate`] for zero).
+    pub const MIN_CUSTOM: Duration = Duration::from_secs(1);
+    /// Longest [`Strategy::Custom`] timeout accepted.
+    pub const MAX_CUSTOM: Duration = Duration::from_secs(30 * 24 * 3600);
+
+    /// How long a model may sit unused before it is unloaded; `None` for never.
+    pub fn idle_timeout(self) -> Option<Duration> {
+        match self {
+            Strategy::Auto => Some(Self::AUTO_TIMEOUT),
+            Strategy::AlwaysLoaded => None,
+            Strategy::Immediate => Some(Duration::ZERO),
+            Strategy::Custom(timeout) => Some(timeout),
+        }
+    }
+}
+
+/// Whose activity keeps a model warm.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerScope {
+    /// Any model's activity keeps every model warm; on timeout they all unload together.
+    #[default]
+    Global,
+    /// Each model has its own idle clock.
+    PerModel,
+}
+
+/// Per-model exceptions to the global strategy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelOverride {
+    /// Keep this model loaded: never unloaded on idle or to make room (only on demand or at shutdown).
+    pub pinned: bool,
+    /// This model's own strategy instead of the global one.
+    pub strategy: Option<Strategy>,
+}
+
+/// Everything the user can choose about memory. The user's choice always wins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ManagerConfig {
+    /// Default strategy for every model.
+    pub strategy: Strategy,
+    /// Global or per-model idle clocks.
+    pub timer_scope: TimerScope,
+    /// Per-model pin and strategy overrides.
+    pub overrides: BTreeMap<ModelKey, ModelOverride>,
+    /// Models loaded in the background when the manager starts (e.g. the recently used ones).
+    pub preload: Vec<ModelKey>,
+    /// Upper bound on the bytes of all loaded models; idle ones are evicted (least recently
+    /// used first) to make room, and a load that cannot fit fails. `None`: no budget.
+    pub memory_budget_bytes: Option<u64>,
+    /// Longest the idle checker sleeps while any model has a deadline (serialised in milliseconds).
+    #[serde(with = "millis")]
+    pub check_interval: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Auto,
+            timer_scope: TimerScope::Global,
+            overrides: BTreeMap::new(),
+            preload: Vec::new(),
+            memory_budget_bytes: None,
+            check_interval: Self::DEFAULT_CHECK_INTERVAL,
+        }
+    }
+}
+
+impl ManagerConfig {
+    /// Default bound on the idle checker's sleep.
+    pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+    /// Shortest check interval accepted.
+    pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+    /// Longest check interval accepted.
+    pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+    /// The strategy that applies to `key`.
+    pub fn strategy_for(&self, key: &ModelKey) -> Strategy {
+        self.overrides
+            .get(key)
+            .and_then(|o| o.strategy)
+            .unwrap_or(self.strategy)
+    }
+
+    /// Whether `key` is pinned.
+    pub fn is_pinned(&self, key: &ModelKey) -> bool {
+        self.overrides.get(key).is_some_and(|o| o.pinned)
+    }
+
+    /// Checks every value is in range; the error names the offending setting.
+    pub fn validate(&self) -> Result<(), ManagerError> {
+        let strategies = std::iter::once(self.strategy)
+            .chain(self.overrides.values().filter_map(|o| o.strategy));
+        for strategy in strategies {
+            if let Strategy::Custom(t) = strategy {
+                if !(Strategy::MIN_CUSTOM..=Strategy::MAX_CUSTOM).contains(&t) {
+                    return Err(ManagerError::InvalidConfig(format!(
+                        "custom idle timeout must be between {}s and {}s (got {:.3}s); use the immediate strategy to unload at once",
+                        Strategy::MIN_CUSTOM.as_secs(),
+                        Strategy::MAX_CUSTOM.as_secs(),
+                        t.as_secs_f64()
+                    )));
+                }
+            }
+        }
+        if !(Self::MIN_CHECK_INTERVAL..=Self::MAX_CHECK_INTERVAL).contains(&self.check_interval) {
+            return Err(ManagerError::InvalidConfig(format!(
+                "check interval must be between {}ms and {}s (got {}ms)",
+                Self::MIN_CHECK_INTERVAL.as_millis(),
+                Self::MAX_CHECK_INTERVAL.as_secs(),
+                self.check_interval.as_millis()
+            )));
+        }
+        if self.memory_budget_bytes == Some(0) {
+            return Err(ManagerError::InvalidConfig(
+                "memory budget must be more than 0 bytes (leave it unset for no budget)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies `MODEL_INACTIVITY_TIMEOUT` (seconds; `0` means unload immediately) and
+    /// `MODEL_CHECK_INTERVAL` (seconds, fractions allowed) as read by `lookup`, then validates.
+    /// A malformed value is an error naming the variable; nothing is changed then.
+    pub fn apply_env_overrides(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ManagerError> {
+        let mut next = self.clone();
+        if let Some(raw) = lookup("MODEL_INACTIVITY_TIMEOUT") {
+            let secs = parse_secs("MODEL_INACTIVITY_TIMEOUT", &raw)?;
+            next.strategy = if secs.is_zero() {
+                Strategy::Immediate
+            } else {
+                Strategy::Custom(secs)
+            };
+        }
+        if let Some(raw) = lookup("MODEL_CHECK_INTERVAL") {
+            next.check_interval = parse_secs("MODEL_CHECK_INTERVAL", &raw)?;
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+}
+
+fn parse_secs(var: &str, raw: &str) -> Result<Duration, ManagerError> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| {
+            ManagerError::InvalidConfig(format!(
+                "{var} must be a number of seconds (0 or more), got {raw:?}"
+            ))
+        })
+}
+
+/// Serde helper: a [`Duration`] as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ModelKey {
+        ModelKey::new(name).expect("valid key")
+    }
+
+    #[test]
+    fn strategies_map_to_their_timeouts() {
+        assert_eq!(
+            Strategy::Auto.idle_timeout(),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(Strategy::AlwaysLoaded.idle_timeout(), None);
+        assert_eq!(Strategy::Immediate.idle_timeout(), Some(Duration::ZERO));
+        let custom = Strategy::Custom(Duration::from_secs(42));
+        assert_eq!(custom.idle_timeout(), Some(Duration::from_secs(42)));
+    }
+
+    #[test]
+    fn overrides_win_over_the_global_strategy() {
+        let mut config = ManagerConfig::default();
+        let pinned = ModelOverride {
+            pinned: true,
+            strategy: Some(Strategy::Immediate),
+        };
+        config.overrides.insert(key("a"), pinned);
+        assert_eq!(config.strategy_for(&key("a")), Strategy::Immediate);
+        assert_eq!(config.strategy_for(&key("b")), Strategy::Auto);
+        assert!(config.is_pinned(&key("a")));
+        assert!(!config.is_pinned(&key("b")));
+    }
+
+    #[test]
+    fn validation_rejects_out_of_range_values() {
+        let bad = [
+            ManagerConfig {
+                strategy: Strategy::Custom(Duration::ZERO),
+                ..Default::default()
+            },
+            ManagerConfig {
+                check_interval: Duration::from_millis(1),
+                ..Default::default()
+            },
+            ManagerConfig {
+                memory_budget_bytes: Some(0),
+                ..Default::default()
+            },
+        ];
+        for config in bad {
+            assert!(
+                matches!(config.validate(), Err(ManagerError::InvalidConfig(_))),
+                "{config:?}"
+            );
+        }
+        assert!(ManagerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn env_overrides_set_timeout_and_interval() {
+        let mut config = ManagerConfig::default();
+        let env = |var: &str| match var {
+            "MODEL_INACTIVITY_TIMEOUT" => Some("90".to_string()),
+            "MODEL_CHECK_INTERVAL" => Some("0.5".to_string()),
+            _ => None,
+        };
+        config.apply_env_overrides(env).expect("valid env");
+        assert_eq!(config.strategy, Strategy::Custom(Duration::from_secs(90)));
+        assert_eq!(config.check_interval, Duration::from_millis(500));
+
+        config
+            .apply_env_overrides(|v| (v == "MODEL_INACTIVITY_TIMEOUT").then(|| "0".into()))
+            .expect("zero is immediate");
+        assert_eq!(config.strategy, Strategy::Immediate);
+    }
+
+    #[test]
+    fn malformed_env_values_name_the_variable_and_change_nothing() {
+        let mut config = ManagerConfig::default();
+        for raw in ["soon", "-3", "", "NaN"] {
+            let err = config
+                .apply_env_overrides(|v| (v == "MODEL_CHECK_INTERVAL").then(|| raw.to_string()))
+                .expect_err("malformed");
+            assert!(err.to_string().contains("MODEL_CHECK_INTERVAL"), "{err}");
+        }
+        assert_eq!(config, ManagerConfig::default());
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let mut config = ManagerConfig {
+            strategy: Strategy::Custom(Duration::from_secs(90)),
+            timer_scope: TimerScope::PerModel,
+            memory_budget_bytes: Some(1 << 30),
+            preload: vec![key("transcription")],
+            ..Default::default()
+        };
+        config.overrides.insert(
+            key("segmentation"),
+            ModelOverride {
+                pinned: true,
+                strategy: None,
+            },
+        );
+        let json = serde_json::to_string(&config).expect("serialise");
+        assert!(json.contains("\"custom\":90000"), "{json}");
+        let back: ManagerConfig = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, config);
+        // Missing fields take their defaults.
+        let partial: ManagerConfig =
+            serde_json::from_str("{\"strategy\":\"immediate\"}").expect("parse");
+        assert_eq!(partial.strategy, Strategy::Immediate);
+        assert_eq!(
+            partial.check_interval,
+            ManagerConfig::DEFAULT_CHECK_INTERVAL
+        );
+    }
+}

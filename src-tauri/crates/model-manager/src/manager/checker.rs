@@ -1,0 +1,43 @@
+//! The idle checker: one thread that sleeps until the earliest unload deadline (never longer
+//! than the check interval while a deadline exists, indefinitely while none does), unloads
+//! what expired, and exits when the manager shuts down.
+
+use std::sync::Arc;
+
+use super::work::Shared;
+
+/// Body of the idle-checker thread.
+pub(crate) fn run(shared: Arc<Shared>) {
+    let mut inner = shared.state.lock();
+    loop {
+        if inner.shutting_down {
+            break;
+        }
+        let now = shared.clock.now();
+        let expired = inner.begin_expired_unloads(now);
+        if !expired.is_empty() {
+            inner.checker_wake_at = Some(now);
+            drop(inner);
+            for eviction in expired {
+                shared.finish_unload(eviction);
+            }
+            inner = shared.state.lock();
+            continue;
+        }
+        match inner.next_deadline() {
+            None => {
+                inner.checker_wake_at = None;
+                shared.checker_wake.wait(&mut inner);
+            }
+            Some(deadline) => {
+                let wake_at = deadline.min(now + inner.config.check_interval);
+                inner.checker_wake_at = Some(wake_at);
+                let sleep = wake_at.saturating_duration_since(now);
+                shared.checker_wake.wait_for(&mut inner, sleep);
+            }
+        }
+        inner.stats.checker_wakeups += 1;
+    }
+    inner.checker_wake_at = None;
+    tracing::debug!("idle checker stopped");
+}

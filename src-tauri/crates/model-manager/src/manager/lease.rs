@@ -1,0 +1,73 @@
+//! [`Lease`]: the RAII guard that keeps a model loaded while it is used. The idle clock starts
+//! when the last lease of a model is dropped, whatever path drops it (return, `?`, panic).
+
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::sync::Arc;
+
+use super::work::Shared;
+use crate::key::ModelKey;
+use crate::loader::{downcast, LoadedModel};
+
+/// Shared use of a loaded model. While any lease of a model lives, it is never unloaded.
+#[must_use = "the model may be unloaded as soon as the lease is dropped"]
+pub struct Lease {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) idx: usize,
+    pub(crate) key: ModelKey,
+    pub(crate) generation: u64,
+    /// Dropped first in `Drop`, before the lease is returned, so that an unload the return
+    /// triggers really frees the model.
+    pub(crate) model: ManuallyDrop<Arc<dyn LoadedModel>>,
+}
+
+impl Lease {
+    /// The slot this lease is on.
+    pub fn key(&self) -> &ModelKey {
+        &self.key
+    }
+
+    /// The load generation of the model held.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The model.
+    pub fn model(&self) -> &dyn LoadedModel {
+        &**self.model
+    }
+
+    /// The model as its concrete engine type, or `None` if it is another type.
+    pub fn downcast<T: LoadedModel>(&self) -> Option<&T> {
+        downcast::<T>(self.model())
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.key)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // SAFETY: `model` is taken exactly once, here, and never used afterwards.
+        drop(unsafe { ManuallyDrop::take(&mut self.model) });
+        let mut inner = self.shared.state.lock();
+        let (now, wall) = (self.shared.clock.now(), self.shared.clock.wall_now());
+        let unload = inner.end_lease(self.idx, self.generation, now, wall);
+        if inner.shutting_down {
+            self.shared.changed.notify_all();
+        }
+        if unload.is_none() && inner.checker_needs_wake() {
+            self.shared.checker_wake.notify_one();
+        }
+        drop(inner);
+        if let Some(eviction) = unload {
+            self.shared.finish_unload(eviction);
+        }
+    }
+}

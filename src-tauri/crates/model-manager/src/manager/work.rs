@@ -1,0 +1,233 @@
+//! The slow work the state machine hands out, done without the lock: running a load on its
+//! own thread and freeing an unloaded model's memory. Each re-takes the lock only to record
+//! the result, and only if the slot still expects it (same generation, same phase).
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::inner::{Eviction, Inner, LoadJob, Outcome, Phase};
+use crate::clock::Clock;
+use crate::error::ManagerError;
+use crate::loader::{LoadContext, LoadError, LoadedModel, ProgressReporter};
+use crate::memory;
+use crate::state::TransitionReason;
+use crate::status::{ManagerEvent, UnloadedModel};
+
+/// What the manager, its leases, load threads and idle checker share.
+///
+/// Lock order: there is one lock, `state`; both condition variables wait on it. It is never
+/// held while engine code runs (loads, `resident_bytes`, drops of models) — only for
+/// bookkeeping and non-blocking event sends.
+pub(crate) struct Shared {
+    pub state: Mutex<Inner>,
+    /// Notified when any slot changes phase or a lease ends during shutdown; requests wait on it.
+    pub changed: Condvar,
+    /// Wakes the idle checker early (new earlier deadline, config change, shutdown).
+    pub checker_wake: Condvar,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Shared {
+    /// Frees what was evicted to make room, then spawns the thread for a load decided under the
+    /// lock. If the OS refuses the thread, the slot ends `Failed` with that error.
+    pub(crate) fn spawn_load(self: &Arc<Self>, mut job: LoadJob) -> Result<(), ManagerError> {
+        for eviction in std::mem::take(&mut job.evictions) {
+            self.finish_unload(eviction);
+        }
+        let (idx, generation) = (job.idx, job.generation);
+        let shared = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("load-{}", job.key))
+            .spawn(move || shared.run_load(job));
+        if let Err(e) = spawned {
+            let mut inner = self.state.lock();
+            inner.stats.loads_in_flight -= 1;
+            let failure = Err(LoadError::failed(format!(
+                "could not start a load thread: {e}"
+            )));
+            self.record_load_result(&mut inner, idx, generation, failure, None);
+            return Err(ManagerError::Thread(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Body of a load thread: load, then record the result, or drop it at once if the load is
+    /// no longer wanted (cancelled, superseded, unloaded, shutting down).
+    fn run_load(self: Arc<Self>, job: LoadJob) {
+        let progress = {
+            let weak = Arc::downgrade(&self);
+            let (idx, generation) = (job.idx, job.generation);
+            ProgressReporter::new(move |fraction| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.report_progress(idx, generation, fraction);
+                }
+            })
+        };
+        let ctx = LoadContext {
+            cancel: job.cancel.clone(),
+            progress,
+        };
+        let started = self.clock.now();
+        let result = guarded(|| job.loader.load(&job.spec, &ctx))
+            .map_err(LoadError::Panicked)
+            .and_then(|r| r)
+            .and_then(|boxed| {
+                let model: Arc<dyn LoadedModel> = Arc::from(boxed);
+                let bytes = guarded(|| model.resident_bytes()).map_err(LoadError::Panicked)?;
+                Ok((model, bytes))
+            });
+        let elapsed = self.clock.now().saturating_duration_since(started);
+
+        let mut inner = self.state.lock();
+        inner.stats.loads_in_flight -= 1;
+        let slot = &inner.slots[job.idx];
+        let wanted = slot.generation == job.generation
+            && matches!(slot.phase, Phase::Loading { .. })
+            && !job.cancel.is_cancelled();
+        if !wanted {
+            let late = result.ok();
+            if late.is_some() {
+                inner.stats.loads_discarded += 1;
+            }
+            tracing::info!(key = %job.key, generation = job.generation,
+                "load finished after it was cancelled or superseded; result dropped");
+            self.changed.notify_all();
+            drop(inner);
+            if let Some((model, _)) = late {
+                let _ = guarded(|| memory::drop_and_measure(model));
+            }
+            return;
+        }
+        self.record_load_result(&mut inner, job.idx, job.generation, result, Some(elapsed));
+    }
+
+    /// Moves a slot whose load (of `generation`) just ended to `Loaded` or `Failed`.
+    fn record_load_result(
+        &self,
+        inner: &mut Inner,
+        idx: usize,
+        generation: u64,
+        result: Result<(Arc<dyn LoadedModel>, u64), LoadError>,
+        elapsed: Option<std::time::Duration>,
+    ) {
+        let now = self.clock.now();
+        let wall = self.clock.wall_now();
+        let spec = inner.slots[idx].spec.clone();
+        match result {
+            Ok((model, bytes)) => {
+                let next = Phase::Loaded {
+                    spec: spec.clone(),
+                    model,
+                    bytes,
+                };
+                if inner
+                    .transition(idx, next, TransitionReason::LoadFinished)
+                    .is_some()
+                {
+                    let slot = &mut inner.slots[idx];
+                    slot.measured = Some((spec, bytes));
+                    slot.load_count += 1;
+                    slot.last_load_duration = elapsed;
+                    slot.loaded_at = Some(now);
+                    slot.last_used = Some(now);
+                    slot.used_since_load = false;
+                    slot.last_error = None;
+                    slot.last_outcome = Some((generation, Outcome::Loaded));
+                    inner.last_activity = Some(now);
+                    inner.stats.loads_completed += 1;
+                }
+            }
+            Err(error) => {
+                if inner
+                    .transition(idx, Phase::Failed, TransitionReason::LoadFailed)
+                    .is_some()
+                {
+                    tracing::warn!(key = %inner.slots[idx].key, %error, "load failed");
+                    let slot = &mut inner.slots[idx];
+                    slot.last_error = Some(error.clone());
+                    slot.last_outcome = Some((generation, Outcome::Failed(error)));
+                    inner.stats.loads_failed += 1;
+                }
+            }
+        }
+        inner.slots[idx].progress = None;
+        inner.publish_model(idx, now, wall);
+        self.changed.notify_all();
+        if inner.checker_needs_wake() {
+            self.checker_wake.notify_one();
+        }
+    }
+
+    fn report_progress(&self, idx: usize, generation: u64, progress: f32) {
+        let mut inner = self.state.lock();
+        let slot = &mut inner.slots[idx];
+        if slot.generation != generation || !matches!(slot.phase, Phase::Loading { .. }) {
+            return;
+        }
+        slot.progress = Some(progress);
+        let key = slot.key.clone();
+        inner.publish(ManagerEvent::LoadProgress {
+            key,
+            generation,
+            progress,
+        });
+    }
+
+    /// Drops an unloaded model, gives its memory back to the OS, and records `Unloading -> Idle`.
+    pub(crate) fn finish_unload(&self, eviction: Eviction) -> UnloadedModel {
+        let Eviction {
+            idx,
+            generation,
+            key,
+            model_id,
+            model,
+            bytes,
+            reason,
+        } = eviction;
+        let bytes_freed = guarded(|| memory::drop_and_measure(model)).unwrap_or_else(|panic| {
+            tracing::error!(%key, %panic, "model panicked while being dropped");
+            None
+        });
+        let mut inner = self.state.lock();
+        let (now, wall) = (self.clock.now(), self.clock.wall_now());
+        let unloaded = UnloadedModel {
+            key,
+            model_id,
+            resident_bytes: bytes,
+            bytes_freed,
+            reason,
+            at: wall,
+        };
+        let slot = &inner.slots[idx];
+        if slot.generation == generation && matches!(slot.phase, Phase::Unloading { .. }) {
+            inner.transition(idx, Phase::Idle, reason);
+            let slot = &mut inner.slots[idx];
+            slot.last_unload = Some(unloaded.clone());
+            slot.loaded_at = None;
+            inner.stats.unloads += 1;
+            tracing::info!(key = %unloaded.key, model = %unloaded.model_id, resident_bytes = bytes,
+                bytes_freed = ?bytes_freed, ?reason, "model unloaded");
+            inner.publish_model(idx, now, wall);
+        }
+        self.changed.notify_all();
+        unloaded
+    }
+}
+
+/// Runs engine code, turning a panic into its message.
+pub(crate) fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| panic_message(panic.as_ref()))
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}
