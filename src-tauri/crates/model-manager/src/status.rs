@@ -116,6 +116,16 @@ impl UnloadReport {
 pub enum ManagerEvent {
     /// A model's status changed (state, leases, deadline, error...).
     Model(ModelStatus),
+    /// One step of a model's state machine, published the moment it is taken (several may
+    /// come before the next [`ManagerEvent::Model`] snapshot).
+    Transition {
+        /// The slot.
+        key: ModelKey,
+        /// Load generation the slot is on.
+        generation: u64,
+        /// From, to and why.
+        transition: Transition,
+    },
     /// A load in flight reported progress.
     LoadProgress {
         /// The slot.

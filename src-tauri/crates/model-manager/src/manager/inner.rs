@@ -233,8 +233,18 @@ impl Inner {
             return None;
         }
         tracing::info!(key = %slot.key, generation = slot.generation, ?from, ?to, ?reason, "model transition");
-        slot.last_transition = Some(Transition { from, to, reason });
-        Some(std::mem::replace(&mut slot.phase, next))
+        let transition = Transition { from, to, reason };
+        slot.last_transition = Some(transition);
+        let previous = std::mem::replace(&mut slot.phase, next);
+        if !self.subscribers.is_empty() {
+            let (key, generation) = (slot.key.clone(), slot.generation);
+            self.publish(ManagerEvent::Transition {
+                key,
+                generation,
+                transition,
+            });
+        }
+        Some(previous)
     }
 
     /// Starts a load of `idx`'s spec (after evicting idle models if the budget needs room).

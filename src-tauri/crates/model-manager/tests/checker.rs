@@ -1,0 +1,85 @@
+//! The idle-checker thread on the real clock: it unloads on time, sleeps without waking while
+//! nothing is loaded, and is joined on shutdown.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use model_manager::{
+    ManagerConfig, ModelLoader, ModelManager, ModelSpec, ModelState, Strategy, TransitionReason,
+};
+use support::{eventually, key, TestLoader};
+
+fn real_manager(config: ManagerConfig, loader: &Arc<TestLoader>) -> ModelManager {
+    let loader: Arc<dyn ModelLoader> = loader.clone();
+    ModelManager::builder()
+        .config(config)
+        .register(key("stt"), loader, ModelSpec::new("base"))
+        .build()
+        .expect("builds")
+}
+
+#[test]
+fn checker_unloads_on_its_own_after_the_timeout() {
+    let loader = TestLoader::new(1);
+    let config = ManagerConfig {
+        strategy: Strategy::Custom(Duration::from_secs(1)),
+        check_interval: Duration::from_secs(60), // the deadline, not the interval, wakes it
+        ..Default::default()
+    };
+    let manager = real_manager(config, &loader);
+    drop(manager.acquire(&key("stt")).expect("loads"));
+    let released = Instant::now();
+    eventually("idle unload", || {
+        manager.status().models[0].state == ModelState::Idle
+    });
+    let after = released.elapsed();
+    assert!(
+        after >= Duration::from_secs(1),
+        "not before the deadline: {after:?}"
+    );
+    let status = manager.status();
+    let unload = status.models[0].last_unload.as_ref().expect("unloaded");
+    assert_eq!(unload.reason, TransitionReason::IdleTimeout);
+    assert_eq!(loader.live(), 0);
+}
+
+#[test]
+fn checker_never_wakes_while_nothing_is_loaded() {
+    let loader = TestLoader::new(1);
+    let config = ManagerConfig {
+        check_interval: ManagerConfig::MIN_CHECK_INTERVAL,
+        ..Default::default()
+    };
+    let manager = real_manager(config, &loader);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(manager.stats().checker_wakeups, 0);
+    // With a model loaded and a deadline pending, the interval bounds its sleep.
+    drop(manager.acquire(&key("stt")).expect("loads"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        manager.stats().checker_wakeups >= 5,
+        "{:?}",
+        manager.stats()
+    );
+    // Unloaded again: back to sleeping without waking.
+    manager.unload_all();
+    std::thread::sleep(Duration::from_millis(50));
+    let settled = manager.stats().checker_wakeups;
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        manager.stats().checker_wakeups <= settled + 1,
+        "{:?}",
+        manager.stats()
+    );
+}
+
+#[test]
+fn dropping_the_manager_shuts_it_down() {
+    let loader = TestLoader::new(1);
+    let manager = real_manager(ManagerConfig::default(), &loader);
+    drop(manager.acquire(&key("stt")).expect("loads"));
+    drop(manager);
+    assert_eq!(loader.live(), 0);
+}
