@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use model_manager::{
-    ManagerConfig, ModelLoader, ModelManager, ModelSpec, ModelState, Strategy, TransitionReason,
+    ManagerConfig, ModelLoader, ModelManager, ModelOverride, ModelSpec, ModelState, Strategy,
+    TimerScope, TransitionReason,
 };
 use support::{eventually, key, TestLoader};
 
@@ -43,6 +44,45 @@ fn checker_unloads_on_its_own_after_the_timeout() {
     let unload = status.models[0].last_unload.as_ref().expect("unloaded");
     assert_eq!(unload.reason, TransitionReason::IdleTimeout);
     assert_eq!(loader.live(), 0);
+}
+
+#[test]
+fn a_release_that_creates_an_earlier_deadline_wakes_the_sleeping_checker() {
+    let (slow, fast) = (TestLoader::new(1), TestLoader::new(1));
+    let mut config = ManagerConfig {
+        timer_scope: TimerScope::PerModel,
+        strategy: Strategy::Custom(Duration::from_secs(60)),
+        check_interval: ManagerConfig::MAX_CHECK_INTERVAL,
+        ..Default::default()
+    };
+    config.overrides.insert(
+        key("fast"),
+        ModelOverride {
+            pinned: false,
+            strategy: Some(Strategy::Custom(Duration::from_secs(1))),
+        },
+    );
+    let (a, b): (Arc<dyn ModelLoader>, Arc<dyn ModelLoader>) = (slow.clone(), fast.clone());
+    let manager = ModelManager::builder()
+        .config(config)
+        .register(key("slow"), a, ModelSpec::new("a"))
+        .register(key("fast"), b, ModelSpec::new("b"))
+        .build()
+        .expect("builds");
+    drop(manager.acquire(&key("slow")).expect("loads"));
+    // The checker now sleeps until slow's deadline, 60 s away.
+    std::thread::sleep(Duration::from_millis(50));
+    let lease = manager.acquire(&key("fast")).expect("loads");
+    std::thread::sleep(Duration::from_millis(100)); // the checker settles while fast is in use
+    drop(lease);
+    // fast's 1 s deadline is earlier: the release must wake the checker, not leave it asleep.
+    eventually("fast unloads on time, not at slow's deadline", || {
+        manager.status().model(&key("fast")).expect("fast").state == ModelState::Idle
+    });
+    assert_eq!(
+        manager.status().model(&key("slow")).expect("slow").state,
+        ModelState::Loaded
+    );
 }
 
 #[test]

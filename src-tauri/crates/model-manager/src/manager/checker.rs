@@ -2,21 +2,25 @@
 //! than the check interval while a deadline exists, indefinitely while none does), unloads
 //! what expired, and exits when the manager shuts down.
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
 use super::work::Shared;
 
 /// Body of the idle-checker thread.
 pub(crate) fn run(shared: Arc<Shared>) {
+    let activity = shared.activity.clone();
     let mut inner = shared.state.lock();
     loop {
         if inner.shutting_down {
             break;
         }
+        // Announce "no planned wake-up" before looking, so a lease returned while we look
+        // either is seen below or sees this and wakes us (see `hot`).
+        activity.checker_wake_at.store(u64::MAX, SeqCst);
         let now = shared.clock.now();
         let expired = inner.begin_expired_unloads(now);
         if !expired.is_empty() {
-            inner.checker_wake_at = Some(now);
             drop(inner);
             for eviction in expired {
                 shared.finish_unload(eviction);
@@ -25,19 +29,18 @@ pub(crate) fn run(shared: Arc<Shared>) {
             continue;
         }
         match inner.next_deadline() {
-            None => {
-                inner.checker_wake_at = None;
-                shared.checker_wake.wait(&mut inner);
-            }
+            None => shared.checker_wake.wait(&mut inner),
             Some(deadline) => {
                 let wake_at = deadline.min(now + inner.config.check_interval);
-                inner.checker_wake_at = Some(wake_at);
+                activity
+                    .checker_wake_at
+                    .store(activity.encode(wake_at), SeqCst);
                 let sleep = wake_at.saturating_duration_since(now);
                 shared.checker_wake.wait_for(&mut inner, sleep);
             }
         }
         inner.stats.checker_wakeups += 1;
     }
-    inner.checker_wake_at = None;
+    activity.checker_wake_at.store(u64::MAX, SeqCst);
     tracing::debug!("idle checker stopped");
 }

@@ -4,11 +4,12 @@
 //! model and never blocks. Decisions that need slow work (loading, freeing) change the phase
 //! first and hand the work out as a [`LoadJob`] or [`Eviction`], done after the lock is released.
 
-use std::collections::HashMap;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::hot::{Activity, Hot, Lane};
 use crate::config::{ManagerConfig, Strategy, TimerScope};
 use crate::error::ManagerError;
 use crate::key::{ModelKey, ModelSpec};
@@ -72,11 +73,10 @@ pub(crate) struct Slot {
     pub measured: Option<(ModelSpec, u64)>,
     pub phase: Phase,
     pub generation: u64,
-    pub leases: usize,
+    /// Leases, last use and the lane: what the hot path touches without the lock.
+    pub hot: Arc<Hot>,
     /// Unload as soon as the last lease ends (manual unload or superseded while leased).
     pub pending_unload: Option<TransitionReason>,
-    pub used_since_load: bool,
-    pub last_used: Option<Instant>,
     pub loaded_at: Option<Instant>,
     pub progress: Option<f32>,
     pub last_error: Option<LoadError>,
@@ -93,6 +93,7 @@ impl Slot {
         loader: Arc<dyn ModelLoader>,
         spec: ModelSpec,
         estimate: Option<u64>,
+        hot: Arc<Hot>,
     ) -> Self {
         Self {
             key,
@@ -102,10 +103,8 @@ impl Slot {
             measured: None,
             phase: Phase::Idle,
             generation: 0,
-            leases: 0,
+            hot,
             pending_unload: None,
-            used_since_load: false,
-            last_used: None,
             loaded_at: None,
             progress: None,
             last_error: None,
@@ -180,40 +179,26 @@ pub(crate) struct Eviction {
 /// All mutable manager state, guarded by `Shared::state`.
 pub(crate) struct Inner {
     pub slots: Vec<Slot>,
-    pub index: HashMap<ModelKey, usize>,
     pub config: ManagerConfig,
-    /// Last activity on any model (global timer scope).
-    pub last_activity: Option<Instant>,
-    pub total_leases: usize,
+    /// Lease counts and last activity across all models, shared with the hot path.
+    pub activity: Arc<Activity>,
     pub next_generation: u64,
     pub subscribers: Vec<Sender<ManagerEvent>>,
     pub stats: ManagerStats,
     pub shutting_down: bool,
-    /// When the idle checker will next wake by itself; `None` while it sleeps without a deadline.
-    pub checker_wake_at: Option<Instant>,
 }
 
 impl Inner {
-    pub(crate) fn new(config: ManagerConfig) -> Self {
+    pub(crate) fn new(config: ManagerConfig, activity: Arc<Activity>) -> Self {
         Self {
             slots: Vec::new(),
-            index: HashMap::new(),
             config,
-            last_activity: None,
-            total_leases: 0,
+            activity,
             next_generation: 1,
             subscribers: Vec::new(),
             stats: ManagerStats::default(),
             shutting_down: false,
-            checker_wake_at: None,
         }
-    }
-
-    pub(crate) fn index_of(&self, key: &ModelKey) -> Result<usize, ManagerError> {
-        self.index
-            .get(key)
-            .copied()
-            .ok_or_else(|| ManagerError::UnknownModel(key.clone()))
     }
 
     /// The one place phases change: validates against [`ModelState::can_become`], logs the
@@ -277,9 +262,9 @@ impl Inner {
                 "load refused by the state table".into(),
             ));
         }
-        let slot = &mut self.slots[idx];
-        slot.progress = Some(0.0);
-        slot.pending_unload = None;
+        self.slots[idx].progress = Some(0.0);
+        self.set_pending_unload(idx, None);
+        let slot = &self.slots[idx];
         self.stats.loads_started += 1;
         self.stats.loads_in_flight += 1;
         Ok(LoadJob {
@@ -313,7 +298,8 @@ impl Inner {
         false
     }
 
-    /// Takes an unleased loaded model out of its slot (`Loaded -> Unloading`).
+    /// Takes an unleased loaded model out of its slot (`Loaded -> Unloading`). Closes the
+    /// lane first and checks the lease count under its write lock, so no lease slips in.
     pub(crate) fn begin_unload(
         &mut self,
         idx: usize,
@@ -323,8 +309,12 @@ impl Inner {
         let Phase::Loaded { spec, bytes, .. } = &slot.phase else {
             return None;
         };
-        if slot.leases > 0 {
-            return None;
+        {
+            let mut lane = slot.hot.lane.write();
+            if slot.hot.leases() > 0 {
+                return None;
+            }
+            *lane = None;
         }
         let next = Phase::Unloading {
             spec: spec.clone(),
@@ -333,8 +323,8 @@ impl Inner {
         let Some(Phase::Loaded { spec, model, bytes }) = self.transition(idx, next, reason) else {
             return None;
         };
-        let slot = &mut self.slots[idx];
-        slot.pending_unload = None;
+        self.set_pending_unload(idx, None);
+        let slot = &self.slots[idx];
         Some(Eviction {
             idx,
             generation: slot.generation,
@@ -346,81 +336,98 @@ impl Inner {
         })
     }
 
-    /// Picks idle models to evict (least recently used first) so `idx`'s load fits the budget,
-    /// and starts unloading them. Evicts nothing and fails if even evicting all would not do.
-    fn make_room_for(&mut self, idx: usize) -> Result<Vec<Eviction>, ManagerError> {
-        let Some(budget) = self.config.memory_budget_bytes else {
-            return Ok(Vec::new());
-        };
-        let needed = self.slots[idx].expected_bytes().unwrap_or(0);
-        let mut in_use = 0u64;
-        let mut candidates = Vec::new();
-        let mut blocked_by = Vec::new();
-        for (i, slot) in self.slots.iter().enumerate() {
-            if i == idx || slot.held_bytes() == 0 {
-                continue;
-            }
-            let evictable = matches!(slot.phase, Phase::Loaded { .. })
-                && slot.leases == 0
-                && !self.config.is_pinned(&slot.key);
-            if evictable {
-                candidates.push((slot.last_used, i, slot.held_bytes()));
-            } else {
-                blocked_by.push(slot.key.clone());
-            }
-            in_use += slot.held_bytes();
+    /// Asks for `idx` to unload for `reason`: at once if it is not leased (returns the
+    /// eviction), else when its last lease ends. The flag is raised before the lease count is
+    /// checked, so a concurrent last release either is seen here or sees the flag.
+    pub(crate) fn request_unload(
+        &mut self,
+        idx: usize,
+        reason: TransitionReason,
+    ) -> Option<Eviction> {
+        self.set_pending_unload(idx, Some(reason));
+        let eviction = self.begin_unload(idx, reason);
+        if eviction.is_none() && !matches!(self.slots[idx].phase, Phase::Loaded { .. }) {
+            self.set_pending_unload(idx, None);
         }
-        if in_use.saturating_add(needed) <= budget {
-            return Ok(Vec::new());
+        eviction
+    }
+
+    pub(crate) fn set_pending_unload(&mut self, idx: usize, reason: Option<TransitionReason>) {
+        self.slots[idx].pending_unload = reason;
+        self.refresh_release_flag(idx);
+    }
+
+    /// Re-derives every hot-path flag from the config (after it changed or a slot was added).
+    pub(crate) fn refresh_hot_flags(&self) {
+        for idx in 0..self.slots.len() {
+            self.refresh_release_flag(idx);
         }
-        let unavoidable: u64 = in_use - candidates.iter().map(|c| c.2).sum::<u64>();
-        if unavoidable.saturating_add(needed) > budget {
-            return Err(ManagerError::MemoryBudgetExceeded {
-                key: self.slots[idx].key.clone(),
-                needed,
-                budget,
-                in_use: unavoidable,
-                blocked_by,
+        let shortest = self
+            .slots
+            .iter()
+            .filter(|s| !self.config.is_pinned(&s.key))
+            .filter_map(|s| match self.config.strategy_for(&s.key) {
+                Strategy::Immediate => None, // its releases take the lock anyway
+                strategy => strategy.idle_timeout(),
+            })
+            .min()
+            .map_or(u64::MAX, |t| {
+                u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
             });
+        self.activity.min_idle_timeout.store(shortest, SeqCst);
+    }
+
+    /// Keeps the hot path's "the last release must unload" flag true to the config and state.
+    pub(crate) fn refresh_release_flag(&self, idx: usize) {
+        let slot = &self.slots[idx];
+        let immediate = self.config.strategy_for(&slot.key) == Strategy::Immediate
+            && !self.config.is_pinned(&slot.key);
+        let flag = slot.pending_unload.is_some() || immediate;
+        slot.hot.unload_on_release.store(flag, SeqCst);
+    }
+
+    /// Lets new leases take `idx`'s model without the lock (it just loaded).
+    pub(crate) fn open_lane(&self, idx: usize) {
+        let slot = &self.slots[idx];
+        if let Phase::Loaded { model, .. } = &slot.phase {
+            if !self.shutting_down && !slot.is_stale() {
+                *slot.hot.lane.write() = Some(Lane {
+                    model: model.clone(),
+                    generation: slot.generation,
+                });
+            }
         }
-        candidates.sort_by_key(|&(last_used, i, _)| (last_used, i));
+    }
+
+    /// New leases of `idx` must go through the lock (superseded, shutting down).
+    pub(crate) fn close_lane(&self, idx: usize) {
+        *self.slots[idx].hot.lane.write() = None;
+    }
+
+    /// Whether `idx` may be evicted to make room: loaded, unleased, unpinned.
+    fn evictable(&self, idx: usize) -> bool {
+        let slot = &self.slots[idx];
+        matches!(slot.phase, Phase::Loaded { .. })
+            && slot.hot.leases() == 0
+            && !self.config.is_pinned(&slot.key)
+    }
+
+    /// Starts evicting `candidates` (indices), least recently used first, until `in_use`
+    /// (plus `needed`) fits `budget`.
+    fn evict_lru(
+        &mut self,
+        mut candidates: Vec<usize>,
+        mut in_use: u64,
+        needed: u64,
+        budget: u64,
+    ) -> Vec<Eviction> {
+        candidates.sort_by_key(|&i| (self.slots[i].hot.last_used_raw(), i));
         let mut evictions = Vec::new();
-        for (_, i, bytes) in candidates {
+        for i in candidates {
             if in_use.saturating_add(needed) <= budget {
                 break;
             }
-            if let Some(eviction) = self.begin_unload(i, TransitionReason::EvictedForMemory) {
-                in_use -= bytes;
-                evictions.push(eviction);
-            }
-        }
-        Ok(evictions)
-    }
-
-    /// Evicts idle models, least recently used first, until the loaded ones fit the budget
-    /// (after the user lowered it). Leased and pinned models stay.
-    pub(crate) fn enforce_budget(&mut self) -> Vec<Eviction> {
-        let Some(budget) = self.config.memory_budget_bytes else {
-            return Vec::new();
-        };
-        let mut in_use: u64 = self.slots.iter().map(Slot::held_bytes).sum();
-        let mut candidates: Vec<(Option<Instant>, usize, u64)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                matches!(s.phase, Phase::Loaded { .. })
-                    && s.leases == 0
-                    && !self.config.is_pinned(&s.key)
-            })
-            .map(|(i, s)| (s.last_used, i, s.held_bytes()))
-            .collect();
-        candidates.sort_by_key(|&(last_used, i, _)| (last_used, i));
-        let mut evictions = Vec::new();
-        for (_, i, bytes) in candidates {
-            if in_use <= budget {
-                break;
-            }
+            let bytes = self.slots[i].held_bytes();
             if let Some(eviction) = self.begin_unload(i, TransitionReason::EvictedForMemory) {
                 in_use -= bytes;
                 evictions.push(eviction);
@@ -429,28 +436,74 @@ impl Inner {
         evictions
     }
 
+    /// Picks idle models to evict (least recently used first) so `idx`'s load fits the budget,
+    /// and starts unloading them. Evicts nothing and fails if even evicting all would not do.
+    fn make_room_for(&mut self, idx: usize) -> Result<Vec<Eviction>, ManagerError> {
+        let Some(budget) = self.config.memory_budget_bytes else {
+            return Ok(Vec::new());
+        };
+        let needed = self.slots[idx].expected_bytes().unwrap_or(0);
+        let holding = (0..self.slots.len()).filter(|&i| i != idx && self.slots[i].held_bytes() > 0);
+        let (candidates, blocked): (Vec<usize>, Vec<usize>) =
+            holding.partition(|&i| self.evictable(i));
+        let bytes_of = |list: &[usize]| {
+            list.iter()
+                .map(|&i| self.slots[i].held_bytes())
+                .sum::<u64>()
+        };
+        let unavoidable = bytes_of(&blocked);
+        let in_use = unavoidable + bytes_of(&candidates);
+        if in_use.saturating_add(needed) <= budget {
+            return Ok(Vec::new());
+        }
+        if unavoidable.saturating_add(needed) > budget {
+            return Err(ManagerError::MemoryBudgetExceeded {
+                key: self.slots[idx].key.clone(),
+                needed,
+                budget,
+                in_use: unavoidable,
+                blocked_by: blocked.iter().map(|&i| self.slots[i].key.clone()).collect(),
+            });
+        }
+        Ok(self.evict_lru(candidates, in_use, needed, budget))
+    }
+
+    /// Evicts idle models, least recently used first, until the loaded ones fit the budget
+    /// (after the user lowered it). Leased and pinned models stay.
+    pub(crate) fn enforce_budget(&mut self) -> Vec<Eviction> {
+        let Some(budget) = self.config.memory_budget_bytes else {
+            return Vec::new();
+        };
+        let in_use: u64 = self.slots.iter().map(Slot::held_bytes).sum();
+        let candidates = (0..self.slots.len())
+            .filter(|&i| self.evictable(i))
+            .collect();
+        self.evict_lru(candidates, in_use, 0, budget)
+    }
+
     /// When `idx` will unload if nobody touches it.
     pub(crate) fn deadline(&self, idx: usize) -> Option<Instant> {
         let slot = &self.slots[idx];
         if !matches!(slot.phase, Phase::Loaded { .. })
-            || slot.leases > 0
+            || slot.hot.leases() > 0
             || self.config.is_pinned(&slot.key)
         {
             return None;
         }
         let strategy = self.config.strategy_for(&slot.key);
         let timeout = strategy.idle_timeout()?;
+        let last_used = self.activity.decode(slot.hot.last_used_raw());
         if strategy == Strategy::Immediate {
-            return if slot.used_since_load {
-                slot.last_used
+            return if slot.hot.used() {
+                last_used
             } else {
                 slot.loaded_at.map(|t| t + IMMEDIATE_WARM_GRACE)
             };
         }
         let since = match self.config.timer_scope {
-            TimerScope::PerModel => slot.last_used?,
-            TimerScope::Global if self.total_leases > 0 => return None,
-            TimerScope::Global => self.last_activity?,
+            TimerScope::PerModel => last_used?,
+            TimerScope::Global if self.activity.total_leases.load(SeqCst) > 0 => return None,
+            TimerScope::Global => self.activity.last_activity()?,
         };
         Some(since + timeout)
     }
@@ -479,39 +532,25 @@ impl Inner {
             .collect()
     }
 
-    /// Records a new lease on a loaded slot.
+    /// Records a lease taken under the lock (the hot path's slow twin).
     pub(crate) fn take_lease(&mut self, idx: usize, now: Instant, wall: SystemTime) {
-        let slot = &mut self.slots[idx];
-        slot.leases += 1;
-        slot.last_used = Some(now);
-        slot.used_since_load = true;
-        self.total_leases += 1;
-        self.last_activity = Some(now);
-        if self.slots[idx].leases == 1 {
+        let raw = self.activity.encode(now);
+        if self.slots[idx].hot.take(&self.activity, raw) == 0 {
             self.publish_model(idx, now, wall);
         }
     }
 
-    /// Records the end of a lease of `generation`; returns the unload it triggers, if any
-    /// (immediate strategy, or an unload that waited for the lease).
+    /// Acts on the end of a slot's last lease, when the hot path says it needs the lock:
+    /// returns the unload it triggers, if any (immediate strategy, or an unload that waited
+    /// for the lease); otherwise publishes the restarted idle clock.
     pub(crate) fn end_lease(
         &mut self,
         idx: usize,
-        generation: u64,
         now: Instant,
         wall: SystemTime,
     ) -> Option<Eviction> {
-        let slot = &mut self.slots[idx];
-        if slot.generation != generation || slot.leases == 0 {
-            tracing::error!(key = %slot.key, generation, "lease returned to a slot that does not hold it");
-            return None;
-        }
-        slot.leases -= 1;
-        slot.last_used = Some(now);
-        self.total_leases -= 1;
-        self.last_activity = Some(now);
-        if self.slots[idx].leases > 0 {
-            return None;
+        if self.slots[idx].hot.leases() > 0 {
+            return None; // taken again meanwhile
         }
         let key = &self.slots[idx].key;
         let immediate =
@@ -525,7 +564,9 @@ impl Inner {
             return self.begin_unload(idx, reason);
         }
         // The idle clock starts now; in global scope it restarts for every model.
-        if self.config.timer_scope == TimerScope::Global && self.total_leases == 0 {
+        if self.config.timer_scope == TimerScope::Global
+            && self.activity.total_leases.load(SeqCst) == 0
+        {
             self.publish_all(now, wall);
         } else {
             self.publish_model(idx, now, wall);
@@ -535,11 +576,9 @@ impl Inner {
 
     /// Whether a deadline earlier than the idle checker's next wake-up now exists.
     pub(crate) fn checker_needs_wake(&self) -> bool {
-        match (self.next_deadline(), self.checker_wake_at) {
-            (Some(deadline), Some(wake_at)) => deadline < wake_at,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
+        let wake_at = self.activity.checker_wake_at.load(SeqCst);
+        self.next_deadline()
+            .is_some_and(|d| wake_at == u64::MAX || self.activity.encode(d) < wake_at)
     }
 
     pub(crate) fn model_status(&self, idx: usize, now: Instant, wall: SystemTime) -> ModelStatus {
@@ -565,11 +604,11 @@ impl Inner {
             resident_bytes: resident,
             expected_bytes: slot.expected_bytes(),
             loaded_at: slot.loaded_at.filter(|_| loaded).map(at),
-            last_used: slot.last_used.map(at),
+            last_used: self.activity.decode(slot.hot.last_used_raw()).map(at),
             expires_at: self.deadline(idx).map(at),
             load_progress: slot.progress,
             last_error: slot.last_error.as_ref().map(ToString::to_string),
-            leases: slot.leases,
+            leases: slot.hot.leases(),
             pinned: self.config.is_pinned(&slot.key),
             load_count: slot.load_count,
             last_load_duration: slot.last_load_duration,
@@ -581,6 +620,9 @@ impl Inner {
 
     pub(crate) fn publish(&mut self, event: ManagerEvent) {
         self.subscribers.retain(|s| s.send(event.clone()).is_ok());
+        if self.subscribers.is_empty() {
+            self.activity.subscribed.store(false, SeqCst);
+        }
     }
 
     pub(crate) fn publish_model(&mut self, idx: usize, now: Instant, wall: SystemTime) {

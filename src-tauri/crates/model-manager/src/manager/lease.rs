@@ -5,6 +5,7 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
+use super::hot::Hot;
 use super::work::Shared;
 use crate::key::ModelKey;
 use crate::loader::{downcast, LoadedModel};
@@ -13,6 +14,7 @@ use crate::loader::{downcast, LoadedModel};
 #[must_use = "the model may be unloaded as soon as the lease is dropped"]
 pub struct Lease {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) hot: Arc<Hot>,
     pub(crate) idx: usize,
     pub(crate) key: ModelKey,
     pub(crate) generation: u64,
@@ -56,18 +58,24 @@ impl Drop for Lease {
     fn drop(&mut self) {
         // SAFETY: `model` is taken exactly once, here, and never used afterwards.
         drop(unsafe { ManuallyDrop::take(&mut self.model) });
-        let mut inner = self.shared.state.lock();
-        let (now, wall) = (self.shared.clock.now(), self.shared.clock.wall_now());
-        let unload = inner.end_lease(self.idx, self.generation, now, wall);
+        let shared = &self.shared;
+        let now = shared.clock.now();
+        let raw_now = shared.activity.encode(now);
+        let before = self.hot.give_back(&shared.activity, raw_now);
+        if before != 1 || !shared.activity.release_needs_lock(&self.hot, raw_now) {
+            return; // the hot path: nothing else to do
+        }
+        let mut inner = shared.state.lock();
+        let unload = inner.end_lease(self.idx, now, shared.clock.wall_now());
         if inner.shutting_down {
-            self.shared.changed.notify_all();
+            shared.changed.notify_all();
         }
         if unload.is_none() && inner.checker_needs_wake() {
-            self.shared.checker_wake.notify_one();
+            shared.checker_wake.notify_one();
         }
         drop(inner);
         if let Some(eviction) = unload {
-            self.shared.finish_unload(eviction);
+            shared.finish_unload(eviction);
         }
     }
 }

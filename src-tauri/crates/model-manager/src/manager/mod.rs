@@ -3,17 +3,21 @@
 //! checker and shuts everything down.
 
 mod checker;
+mod hot;
 mod inner;
 mod lease;
 mod work;
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
+use self::hot::{Activity, Hot};
 use self::inner::{Eviction, Inner, Phase, Slot};
 pub use self::lease::Lease;
 use self::work::{guarded, Shared};
@@ -71,8 +75,11 @@ impl ModelManagerBuilder {
     /// preloads of `config.preload`.
     pub fn build(self) -> Result<ModelManager, ManagerError> {
         self.config.validate()?;
+        let activity = Arc::new(Activity::new(self.clock.now()));
         let shared = Arc::new(Shared {
-            state: Mutex::new(Inner::new(self.config)),
+            state: Mutex::new(Inner::new(self.config, activity.clone())),
+            directory: RwLock::new(HashMap::new()),
+            activity,
             changed: Condvar::new(),
             checker_wake: Condvar::new(),
             clock: self.clock,
@@ -126,14 +133,17 @@ impl ModelManager {
     ) -> Result<(), ManagerError> {
         let estimate = estimate(&*loader, &spec);
         let mut inner = self.shared.state.lock();
-        if inner.index.contains_key(&key) {
+        let mut directory = self.shared.directory.write();
+        if directory.contains_key(&key) {
             return Err(ManagerError::AlreadyRegistered(key));
         }
         let idx = inner.slots.len();
-        inner
-            .slots
-            .push(Slot::new(key.clone(), loader, spec, estimate));
-        inner.index.insert(key, idx);
+        let hot = Arc::new(Hot::default());
+        let slot = Slot::new(key.clone(), loader, spec, estimate, hot.clone());
+        inner.slots.push(slot);
+        directory.insert(key, (idx, hot));
+        drop(directory);
+        inner.refresh_hot_flags();
         let (now, wall) = self.now();
         inner.publish_model(idx, now, wall);
         Ok(())
@@ -146,8 +156,46 @@ impl ModelManager {
     /// unloaded, or loaded with a spec that has since been superseded, is waited out and
     /// loaded again.
     pub fn acquire(&self, key: &ModelKey) -> Result<Lease, ManagerError> {
+        let (idx, hot) = self.shared.lookup(key)?;
+        match self.try_acquire_loaded(idx, &hot, key) {
+            Some(lease) => Ok(lease),
+            None => self.acquire_slow(idx, hot, key),
+        }
+    }
+
+    /// The hot path: a lease on a loaded model through its lane, without the manager's lock
+    /// (taken only to publish the "in use" edge when someone subscribes).
+    fn try_acquire_loaded(&self, idx: usize, hot: &Arc<Hot>, key: &ModelKey) -> Option<Lease> {
+        let now = self.shared.clock.now();
+        let (lease, before) = {
+            let lane = hot.lane.read();
+            let lane = lane.as_ref()?;
+            let before = hot.take(&self.shared.activity, self.shared.activity.encode(now));
+            let lease = Lease {
+                shared: self.shared.clone(),
+                hot: hot.clone(),
+                idx,
+                key: key.clone(),
+                generation: lane.generation,
+                model: std::mem::ManuallyDrop::new(lane.model.clone()),
+            };
+            (lease, before)
+        }; // lane released here: never hold it while taking the manager's lock
+        if before == 0 && self.shared.activity.subscribed.load(SeqCst) {
+            let mut inner = self.shared.state.lock();
+            inner.publish_model(idx, now, self.shared.clock.wall_now());
+        }
+        Some(lease)
+    }
+
+    /// Loads, waits for a load, or waits out an unload, under the manager's lock.
+    fn acquire_slow(
+        &self,
+        idx: usize,
+        hot: Arc<Hot>,
+        key: &ModelKey,
+    ) -> Result<Lease, ManagerError> {
         let mut inner = self.shared.state.lock();
-        let idx = inner.index_of(key)?;
         let mut waited_on: Option<u64> = None;
         loop {
             if inner.shutting_down {
@@ -158,8 +206,9 @@ impl ModelManager {
                 Phase::Loaded { model, .. } if !slot.is_stale() => {
                     let lease = Lease {
                         shared: self.shared.clone(),
+                        hot,
                         idx,
-                        key: slot.key.clone(),
+                        key: key.clone(),
                         generation: slot.generation,
                         model: std::mem::ManuallyDrop::new(model.clone()),
                     };
@@ -194,11 +243,11 @@ impl ModelManager {
     }
 
     fn warm_for(&self, key: &ModelKey, reason: TransitionReason) -> Result<(), ManagerError> {
+        let (idx, _) = self.shared.lookup(key)?;
         let mut inner = self.shared.state.lock();
         if inner.shutting_down {
             return Err(ManagerError::ShuttingDown);
         }
-        let idx = inner.index_of(key)?;
         if !matches!(inner.slots[idx].phase, Phase::Idle | Phase::Failed) {
             return Ok(());
         }
@@ -228,14 +277,10 @@ impl ModelManager {
     /// spec is cancelled and restarted with the new one; an unused loaded model is unloaded;
     /// a leased one is unloaded when its last lease ends, and new requests wait for that.
     pub fn set_spec(&self, key: &ModelKey, spec: ModelSpec) -> Result<(), ManagerError> {
-        let loader = {
-            let inner = self.shared.state.lock();
-            let idx = inner.index_of(key)?;
-            inner.slots[idx].loader.clone()
-        };
+        let (idx, _) = self.shared.lookup(key)?;
+        let loader = self.shared.state.lock().slots[idx].loader.clone();
         let estimate = estimate(&*loader, &spec);
         let mut inner = self.shared.state.lock();
-        let idx = inner.index_of(key)?;
         if inner.slots[idx].spec == spec {
             return Ok(());
         }
@@ -255,10 +300,11 @@ impl ModelManager {
                     }
                 }
             }
-            Phase::Loaded { .. } if inner.slots[idx].leases > 0 => {
-                inner.slots[idx].pending_unload = Some(reason);
+            Phase::Loaded { .. } => {
+                // New requests must wait for the new spec; current leases keep the old model.
+                inner.close_lane(idx);
+                eviction = inner.request_unload(idx, reason);
             }
-            Phase::Loaded { .. } => eviction = inner.begin_unload(idx, reason),
             Phase::Failed => {
                 inner.transition(idx, Phase::Idle, reason);
                 inner.slots[idx].last_error = None;
@@ -281,8 +327,8 @@ impl ModelManager {
     /// Cancels `key`'s load in flight; requests waiting on it get
     /// [`ManagerError::LoadCancelled`]. Returns whether a load was cancelled.
     pub fn cancel_load(&self, key: &ModelKey) -> Result<bool, ManagerError> {
+        let (idx, _) = self.shared.lookup(key)?;
         let mut inner = self.shared.state.lock();
-        let idx = inner.index_of(key)?;
         let cancelled = inner.cancel_load(idx, TransitionReason::Cancelled);
         if cancelled {
             let (now, wall) = self.now();
@@ -295,7 +341,7 @@ impl ModelManager {
     /// Unloads `key` now (or, if it is leased, as soon as its last lease ends); cancels its
     /// load if one is in flight.
     pub fn unload(&self, key: &ModelKey) -> Result<UnloadReport, ManagerError> {
-        let idx = self.shared.state.lock().index_of(key)?;
+        let (idx, _) = self.shared.lookup(key)?;
         Ok(self.unload_where(TransitionReason::Manual, |i| i == idx))
     }
 
@@ -315,18 +361,16 @@ impl ModelManager {
         let mut inner = self.shared.state.lock();
         let (now, wall) = self.now();
         for idx in (0..inner.slots.len()).filter(|&i| selected(i)) {
-            let slot = &inner.slots[idx];
-            match slot.phase {
+            match inner.slots[idx].phase {
                 Phase::Loading { .. } => {
                     if inner.cancel_load(idx, reason) {
                         report.cancelled_loads.push(inner.slots[idx].key.clone());
                     }
                 }
-                Phase::Loaded { .. } if slot.leases > 0 => {
-                    report.deferred.push(slot.key.clone());
-                    inner.slots[idx].pending_unload = Some(reason);
-                }
-                Phase::Loaded { .. } => evictions.extend(inner.begin_unload(idx, reason)),
+                Phase::Loaded { .. } => match inner.request_unload(idx, reason) {
+                    Some(eviction) => evictions.push(eviction),
+                    None => report.deferred.push(inner.slots[idx].key.clone()),
+                },
                 Phase::Idle | Phase::Unloading { .. } | Phase::Failed => {}
             }
             inner.publish_model(idx, now, wall);
@@ -373,6 +417,7 @@ impl ModelManager {
         let mut inner = self.shared.state.lock();
         tracing::info!(?config, "configuration changed");
         inner.config = config.clone();
+        inner.refresh_hot_flags();
         let evictions = inner.enforce_budget();
         inner.publish(ManagerEvent::Config(config));
         let (now, wall) = self.now();
@@ -407,6 +452,7 @@ impl ModelManager {
     pub fn subscribe(&self) -> Receiver<ManagerEvent> {
         let (tx, rx) = channel();
         self.shared.state.lock().subscribers.push(tx);
+        self.shared.activity.subscribed.store(true, SeqCst);
         rx
     }
 
@@ -428,14 +474,16 @@ impl ModelManager {
         }
         tracing::info!("model manager shutting down");
         inner.shutting_down = true;
+        self.shared.activity.shutting_down.store(true, SeqCst);
         for idx in 0..inner.slots.len() {
+            inner.close_lane(idx);
             if inner.cancel_load(idx, TransitionReason::Shutdown) {
                 report.cancelled_loads.push(inner.slots[idx].key.clone());
             }
         }
         self.shared.changed.notify_all();
         self.shared.checker_wake.notify_all();
-        while inner.total_leases > 0 {
+        while self.shared.activity.total_leases.load(SeqCst) > 0 {
             if self
                 .shared
                 .changed
@@ -447,15 +495,11 @@ impl ModelManager {
         }
         let mut evictions = Vec::new();
         for idx in 0..inner.slots.len() {
-            match inner.slots[idx].phase {
-                Phase::Loaded { .. } if inner.slots[idx].leases > 0 => {
-                    inner.slots[idx].pending_unload = Some(TransitionReason::Shutdown);
-                    report.deferred.push(inner.slots[idx].key.clone());
+            if matches!(inner.slots[idx].phase, Phase::Loaded { .. }) {
+                match inner.request_unload(idx, TransitionReason::Shutdown) {
+                    Some(eviction) => evictions.push(eviction),
+                    None => report.deferred.push(inner.slots[idx].key.clone()),
                 }
-                Phase::Loaded { .. } => {
-                    evictions.extend(inner.begin_unload(idx, TransitionReason::Shutdown));
-                }
-                _ => {}
             }
         }
         drop(inner);

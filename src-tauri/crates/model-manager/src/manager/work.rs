@@ -3,14 +3,18 @@
 //! the result, and only if the slot still expects it (same generation, same phase).
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::hot::{Activity, Hot};
 use super::inner::{Eviction, Inner, LoadJob, Outcome, Phase};
 use crate::clock::Clock;
 use crate::error::ManagerError;
+use crate::key::ModelKey;
 use crate::loader::{LoadContext, LoadError, LoadedModel, ProgressReporter};
 use crate::memory;
 use crate::state::TransitionReason;
@@ -18,11 +22,17 @@ use crate::status::{ManagerEvent, UnloadedModel};
 
 /// What the manager, its leases, load threads and idle checker share.
 ///
-/// Lock order: there is one lock, `state`; both condition variables wait on it. It is never
-/// held while engine code runs (loads, `resident_bytes`, drops of models) — only for
-/// bookkeeping and non-blocking event sends.
+/// Lock order: `state` (the manager's lock; both condition variables wait on it), then
+/// `directory` (written only to register a slot) or a slot's lane (written only to open or
+/// close it). The hot path takes a read lock on `directory`, releases it, then a read lock on
+/// one lane, and never holds either while taking `state`. No lock is held while engine code
+/// runs (loads, `resident_bytes`, drops of models); `state` guards bookkeeping and
+/// non-blocking event sends only.
 pub(crate) struct Shared {
     pub state: Mutex<Inner>,
+    /// Key to slot index and hot state, readable without `state`.
+    pub directory: RwLock<HashMap<ModelKey, (usize, Arc<Hot>)>>,
+    pub activity: Arc<Activity>,
     /// Notified when any slot changes phase or a lease ends during shutdown; requests wait on it.
     pub changed: Condvar,
     /// Wakes the idle checker early (new earlier deadline, config change, shutdown).
@@ -31,6 +41,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The slot registered as `key`.
+    pub(crate) fn lookup(&self, key: &ModelKey) -> Result<(usize, Arc<Hot>), ManagerError> {
+        self.directory
+            .read()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| ManagerError::UnknownModel(key.clone()))
+    }
+
     /// Frees what was evicted to make room, then spawns the thread for a load decided under the
     /// lock. If the OS refuses the thread, the slot ends `Failed` with that error.
     pub(crate) fn spawn_load(self: &Arc<Self>, mut job: LoadJob) -> Result<(), ManagerError> {
@@ -82,25 +101,27 @@ impl Shared {
         let elapsed = self.clock.now().saturating_duration_since(started);
 
         let mut inner = self.state.lock();
-        inner.stats.loads_in_flight -= 1;
         let slot = &inner.slots[job.idx];
         let wanted = slot.generation == job.generation
             && matches!(slot.phase, Phase::Loading { .. })
             && !job.cancel.is_cancelled();
         if !wanted {
-            let late = result.ok();
-            if late.is_some() {
-                inner.stats.loads_discarded += 1;
-            }
+            drop(inner);
             tracing::info!(key = %job.key, generation = job.generation,
                 "load finished after it was cancelled or superseded; result dropped");
-            self.changed.notify_all();
-            drop(inner);
-            if let Some((model, _)) = late {
+            // Free it before counting the load as finished: shutdown waits on that count.
+            let late = result.ok().map(|(model, _)| model);
+            let discarded = late.is_some();
+            if let Some(model) = late {
                 let _ = guarded(|| memory::drop_and_measure(model));
             }
+            let mut inner = self.state.lock();
+            inner.stats.loads_in_flight -= 1;
+            inner.stats.loads_discarded += u64::from(discarded);
+            self.changed.notify_all();
             return;
         }
+        inner.stats.loads_in_flight -= 1;
         self.record_load_result(&mut inner, job.idx, job.generation, result, Some(elapsed));
     }
 
@@ -127,17 +148,19 @@ impl Shared {
                     .transition(idx, next, TransitionReason::LoadFinished)
                     .is_some()
                 {
+                    let raw_now = inner.activity.encode(now);
+                    inner.activity.last_activity.fetch_max(raw_now, SeqCst);
                     let slot = &mut inner.slots[idx];
                     slot.measured = Some((spec, bytes));
                     slot.load_count += 1;
                     slot.last_load_duration = elapsed;
                     slot.loaded_at = Some(now);
-                    slot.last_used = Some(now);
-                    slot.used_since_load = false;
+                    slot.hot.mark_loaded(raw_now);
                     slot.last_error = None;
                     slot.last_outcome = Some((generation, Outcome::Loaded));
-                    inner.last_activity = Some(now);
                     inner.stats.loads_completed += 1;
+                    inner.refresh_release_flag(idx);
+                    inner.open_lane(idx);
                 }
             }
             Err(error) => {
