@@ -30,8 +30,9 @@ fn checker_unloads_on_its_own_after_the_timeout() {
         ..Default::default()
     };
     let manager = real_manager(config, &loader);
-    drop(manager.acquire(&key("stt")).expect("loads"));
-    let released = Instant::now();
+    let lease = manager.acquire(&key("stt")).expect("loads");
+    let released = Instant::now(); // just before the release: the deadline is at least 1 s later
+    drop(lease);
     eventually("idle unload", || {
         manager.status().models[0].state == ModelState::Idle
     });
