@@ -1051,3 +1051,10 @@ fn shutdown_past_the_grace_defers_leased_models_to_their_release() {
     drop(lease);
     assert_eq!(loader.live(), 0, "unloaded when the last lease ended");
 }
+
+#[test]
+fn manager_and_lease_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<model_manager::ModelManager>();
+    assert_send_sync::<model_manager::Lease>();
+}

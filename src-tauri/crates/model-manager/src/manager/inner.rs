@@ -638,3 +638,96 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::{LoadContext, LoadedModel};
+
+    struct NoLoader;
+    impl ModelLoader for NoLoader {
+        fn load(&self, _: &ModelSpec, _: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
+            Err(LoadError::failed("unused"))
+        }
+    }
+
+    struct Tiny;
+    impl LoadedModel for Tiny {
+        fn resident_bytes(&self) -> u64 {
+            1
+        }
+    }
+
+    fn inner_with_one_slot() -> Inner {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let mut inner = Inner::new(ManagerConfig::default(), activity);
+        let key = ModelKey::new("stt").expect("valid");
+        inner.slots.push(Slot::new(
+            key,
+            Arc::new(NoLoader),
+            ModelSpec::new("base"),
+            None,
+            Arc::new(Hot::default()),
+        ));
+        inner
+    }
+
+    #[test]
+    fn the_manager_refuses_transitions_the_table_forbids_and_counts_them() {
+        let mut inner = inner_with_one_slot();
+        let skip_loading = Phase::Loaded {
+            spec: ModelSpec::new("base"),
+            model: Arc::new(Tiny),
+            bytes: 1,
+        };
+        assert!(inner
+            .transition(0, skip_loading, TransitionReason::FirstUse)
+            .is_none());
+        assert_eq!(
+            inner.slots[0].phase.state(),
+            ModelState::Idle,
+            "left as it was"
+        );
+        assert_eq!(inner.stats.invalid_transitions, 1);
+        assert!(inner.slots[0].last_transition.is_none(), "nothing recorded");
+
+        let unload_idle = Phase::Unloading {
+            spec: ModelSpec::new("base"),
+            bytes: 1,
+        };
+        assert!(inner
+            .transition(0, unload_idle, TransitionReason::Manual)
+            .is_none());
+        assert_eq!(inner.stats.invalid_transitions, 2);
+    }
+
+    #[test]
+    fn the_manager_takes_every_valid_transition_and_records_its_reason() {
+        let mut inner = inner_with_one_slot();
+        let loading = Phase::Loading {
+            spec: ModelSpec::new("base"),
+            cancel: CancelToken::new(),
+        };
+        assert!(inner
+            .transition(0, loading, TransitionReason::Warm)
+            .is_some());
+        let loaded = Phase::Loaded {
+            spec: ModelSpec::new("base"),
+            model: Arc::new(Tiny),
+            bytes: 1,
+        };
+        assert!(inner
+            .transition(0, loaded, TransitionReason::LoadFinished)
+            .is_some());
+        let last = inner.slots[0].last_transition.expect("recorded");
+        assert_eq!(
+            (last.from, last.to, last.reason),
+            (
+                ModelState::Loading,
+                ModelState::Loaded,
+                TransitionReason::LoadFinished
+            )
+        );
+        assert_eq!(inner.stats.invalid_transitions, 0);
+    }
+}
