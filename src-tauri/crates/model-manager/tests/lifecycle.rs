@@ -9,7 +9,7 @@ use model_manager::{
     ManagerConfig, ManagerError, ManagerEvent, ModelOverride, ModelSpec, ModelState, Strategy,
     TimerScope, TransitionReason,
 };
-use support::{eventually, key, manual_manager, Gate, Step, TestLoader, TestModel};
+use support::{eventually, key, manual_manager, with_strategy, Gate, Step, TestLoader, TestModel};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -85,11 +85,7 @@ fn status_never_loads_and_reports_everything() {
 #[test]
 fn single_flight_64_threads_one_load_all_served() {
     let loader = TestLoader::new(1);
-    let gate = Arc::new(Gate::default());
-    loader.then(Step::Hold {
-        gate: gate.clone(),
-        cancel_aware: false,
-    });
+    let gate = loader.hold_next(false);
     let (manager, _clock) = manual_manager(ManagerConfig::default(), &[("stt", &loader)]);
     let manager = Arc::new(manager);
     let start = Arc::new(Barrier::new(64));
@@ -151,11 +147,7 @@ fn single_flight_shares_the_error_with_every_waiter() {
 fn other_models_are_not_blocked_by_a_slow_load() {
     let slow = TestLoader::new(1);
     let fast = TestLoader::new(1);
-    let gate = Arc::new(Gate::default());
-    slow.then(Step::Hold {
-        gate: gate.clone(),
-        cancel_aware: false,
-    });
+    let gate = slow.hold_next(false);
     let (manager, _clock) = manual_manager(
         ManagerConfig::default(),
         &[("slow", &slow), ("fast", &fast)],
@@ -204,13 +196,7 @@ fn a_leased_model_is_never_unloaded_and_the_clock_starts_at_the_last_release() {
 #[test]
 fn lease_dropped_by_a_panic_still_starts_the_idle_clock() {
     let loader = TestLoader::new(1);
-    let (manager, clock) = manual_manager(
-        ManagerConfig {
-            strategy: Strategy::Immediate,
-            ..Default::default()
-        },
-        &[("stt", &loader)],
-    );
+    let (manager, _clock) = manual_manager(with_strategy(Strategy::Immediate), &[("stt", &loader)]);
     let manager = Arc::new(manager);
     let m = manager.clone();
     let result = std::thread::spawn(move || {
@@ -219,7 +205,6 @@ fn lease_dropped_by_a_panic_still_starts_the_idle_clock() {
     })
     .join();
     assert!(result.is_err());
-    clock.advance(Duration::ZERO);
     assert_eq!(
         state(&manager, "stt"),
         ModelState::Idle,
@@ -244,13 +229,7 @@ fn transcribe(manager: &model_manager::ModelManager, audio: &[f32]) -> Result<us
 #[test]
 fn immediate_strategy_unloads_after_success_error_and_empty_input() {
     let loader = TestLoader::new(1);
-    let (manager, _clock) = manual_manager(
-        ManagerConfig {
-            strategy: Strategy::Immediate,
-            ..Default::default()
-        },
-        &[("stt", &loader)],
-    );
+    let (manager, _clock) = manual_manager(with_strategy(Strategy::Immediate), &[("stt", &loader)]);
     let inputs: [&[f32]; 3] = [&[0.1, 0.2], &[f32::NAN], &[]];
     for (i, audio) in inputs.iter().enumerate() {
         let _ = transcribe(&manager, audio);
@@ -266,13 +245,7 @@ fn immediate_strategy_unloads_after_success_error_and_empty_input() {
 #[test]
 fn immediate_strategy_gives_a_warmed_model_a_grace_period() {
     let loader = TestLoader::new(1);
-    let (manager, clock) = manual_manager(
-        ManagerConfig {
-            strategy: Strategy::Immediate,
-            ..Default::default()
-        },
-        &[("stt", &loader)],
-    );
+    let (manager, clock) = manual_manager(with_strategy(Strategy::Immediate), &[("stt", &loader)]);
     manager.warm(&key("stt")).expect("warm");
     eventually("warm load", || state(&manager, "stt") == ModelState::Loaded);
     assert!(
@@ -373,20 +346,14 @@ fn config_change_re_arms_the_deadline() {
     );
 
     drop(manager.acquire(&key("stt")).expect("reloads"));
-    let always = ManagerConfig {
-        strategy: Strategy::AlwaysLoaded,
-        ..Default::default()
-    };
+    let always = with_strategy(Strategy::AlwaysLoaded);
     manager.update_config(always).expect("valid");
     clock.advance(1000 * MIN);
     assert!(manager.run_idle_check().is_empty());
     assert_eq!(manager.status().models[0].expires_at, None);
 
     manager
-        .update_config(ManagerConfig {
-            strategy: Strategy::Immediate,
-            ..Default::default()
-        })
+        .update_config(with_strategy(Strategy::Immediate))
         .expect("valid");
     assert_eq!(
         manager.run_idle_check().len(),
@@ -448,11 +415,7 @@ fn pinned_and_overridden_models_follow_their_own_rules() {
 #[test]
 fn cancel_during_load_leaks_nothing_and_waiters_are_told() {
     let loader = TestLoader::new(1);
-    let gate = Arc::new(Gate::default());
-    loader.then(Step::Hold {
-        gate: gate.clone(),
-        cancel_aware: true,
-    });
+    let gate = loader.hold_next(true);
     let (manager, _clock) = manual_manager(ManagerConfig::default(), &[("stt", &loader)]);
     let manager = Arc::new(manager);
     let waiter = {
@@ -476,11 +439,7 @@ fn cancel_during_load_leaks_nothing_and_waiters_are_told() {
 #[test]
 fn late_load_is_discarded_and_never_resurrects_the_model() {
     let loader = TestLoader::new(1);
-    let gate = Arc::new(Gate::default());
-    loader.then(Step::Hold {
-        gate: gate.clone(),
-        cancel_aware: false, // ignores cancellation: its result arrives late
-    });
+    let gate = loader.hold_next(false);
     let (manager, _clock) = manual_manager(ManagerConfig::default(), &[("stt", &loader)]);
     manager.warm(&key("stt")).expect("warm");
     gate.wait_for_waiters(1);
@@ -500,11 +459,7 @@ fn late_load_is_discarded_and_never_resurrects_the_model() {
 #[test]
 fn supersede_during_load_restarts_with_the_new_spec_and_leaks_nothing() {
     let loader = TestLoader::new(1);
-    let gate = Arc::new(Gate::default());
-    loader.then(Step::Hold {
-        gate: gate.clone(),
-        cancel_aware: false,
-    });
+    let gate = loader.hold_next(false);
     let (manager, _clock) = manual_manager(ManagerConfig::default(), &[("stt", &loader)]);
     let manager = Arc::new(manager);
     let waiter = {
@@ -785,11 +740,7 @@ fn panicking_loader_ends_in_failed_and_the_manager_keeps_working() {
 #[test]
 fn hanging_load_that_honours_cancel_is_ended_by_unload() {
     let loader = TestLoader::new(1);
-    let gate = Arc::new(Gate::default()); // never opened
-    loader.then(Step::Hold {
-        gate: gate.clone(),
-        cancel_aware: true,
-    });
+    let gate = loader.hold_next(true); // never opened
     let (manager, _clock) = manual_manager(ManagerConfig::default(), &[("stt", &loader)]);
     manager.warm(&key("stt")).expect("warm");
     gate.wait_for_waiters(1);
@@ -970,10 +921,7 @@ fn events_follow_every_transition_in_order_with_progress() {
         .any(|e| matches!(e, ManagerEvent::Model(m) if m.leases == 1));
     assert!(in_use, "lease changes are published");
     manager
-        .update_config(ManagerConfig {
-            strategy: Strategy::Immediate,
-            ..Default::default()
-        })
+        .update_config(with_strategy(Strategy::Immediate))
         .expect("valid");
     assert!(events
         .try_iter()
@@ -995,11 +943,7 @@ fn a_dropped_subscriber_is_forgotten() {
 #[test]
 fn shutdown_unloads_everything_and_refuses_new_work() {
     let (a, b) = (TestLoader::new(1), TestLoader::new(1));
-    let gate = Arc::new(Gate::default());
-    b.then(Step::Hold {
-        gate: gate.clone(),
-        cancel_aware: true,
-    });
+    let gate = b.hold_next(true);
     let (manager, _clock) = manual_manager(ManagerConfig::default(), &[("a", &a), ("b", &b)]);
     drop(manager.acquire(&key("a")).expect("a"));
     manager.warm(&key("b")).expect("b loading");

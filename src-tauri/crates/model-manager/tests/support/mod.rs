@@ -120,6 +120,16 @@ impl TestLoader {
         self.script.lock().push_back(step);
         self
     }
+    /// Scripts the next load to wait at a new gate (giving up on cancel if `cancel_aware`);
+    /// returns the gate.
+    pub fn hold_next(&self, cancel_aware: bool) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        self.then(Step::Hold {
+            gate: gate.clone(),
+            cancel_aware,
+        });
+        gate
+    }
     pub fn live(&self) -> usize {
         self.live.load(Ordering::SeqCst)
     }
@@ -162,6 +172,14 @@ impl ModelLoader for TestLoader {
             bytes: *self.bytes.lock(),
             live: self.live.clone(),
         }))
+    }
+}
+
+/// The default configuration with another strategy.
+pub fn with_strategy(strategy: model_manager::Strategy) -> ManagerConfig {
+    ManagerConfig {
+        strategy,
+        ..Default::default()
     }
 }
 
