@@ -1,0 +1,322 @@
+//! The Segment Anything network, assembled from candle's SAM building blocks. The sparse
+//! prompt embedding (points and box corners) is computed here: candle 0.11's
+//! `PromptEncoder::embed_boxes` returns a `(1, 512)` tensor instead of `(1, 2, 256)`, so box
+//! prompts cannot go through it (candle's own `Sam` never passes boxes).
+
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::segment_anything::image_encoder::ImageEncoderViT;
+use candle_transformers::models::segment_anything::mask_decoder::MaskDecoder;
+use candle_transformers::models::segment_anything::prompt_encoder::PromptEncoder;
+use candle_transformers::models::segment_anything::tiny_vit::{tiny_vit_5m, TinyViT};
+
+use super::SamSize;
+
+/// Side of the square the encoder sees.
+pub(crate) const IMAGE_SIZE: usize = 1024;
+/// Side of the low-resolution masks the decoder returns.
+pub(crate) const LOW_RES: usize = 256;
+const PATCH: usize = 16;
+const PROMPT_DIM: usize = 256;
+
+enum Encoder {
+    Vit(Box<ImageEncoderViT>),
+    Tiny(Box<TinyViT>),
+}
+
+/// Image encoder, prompt encoder and mask decoder.
+pub(crate) struct SamNet {
+    encoder: Encoder,
+    prompts: PromptWeights,
+    /// Positional encoding of the embedding grid, `(1, 256, 64, 64)`.
+    dense_pe: Tensor,
+    mask_decoder: MaskDecoder,
+    pixel_mean: Tensor,
+    pixel_std: Tensor,
+    device: Device,
+}
+
+/// A prompt in the encoder's 1024-pixel frame.
+pub(crate) struct FramePrompt {
+    /// `(x, y, foreground)`.
+    pub points: Vec<(f32, f32, bool)>,
+    /// `(x0, y0, x1, y1)`.
+    pub bbox: Option<[f32; 4]>,
+}
+
+impl SamNet {
+    pub(crate) fn new(size: SamSize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let device = vb.device().clone();
+        let encoder = match size {
+            SamSize::Tiny => Encoder::Tiny(Box::new(tiny_vit_5m(vb.pp("image_encoder"))?)),
+            SamSize::VitB => Encoder::Vit(Box::new(ImageEncoderViT::new(
+                IMAGE_SIZE,
+                PATCH,
+                3,
+                768,
+                12,
+                12,
+                PROMPT_DIM,
+                true,
+                true,
+                true,
+                14,
+                &[2, 5, 8, 11],
+                vb.pp("image_encoder"),
+            )?)),
+        };
+        let grid = IMAGE_SIZE / PATCH;
+        let prompt_encoder = PromptEncoder::new(
+            PROMPT_DIM,
+            (grid, grid),
+            (IMAGE_SIZE, IMAGE_SIZE),
+            16,
+            vb.pp("prompt_encoder"),
+        )?;
+        let prompts = PromptWeights::new(vb.pp("prompt_encoder"))?;
+        let dense_pe = prompt_encoder.get_dense_pe()?;
+        let mask_decoder = MaskDecoder::new(PROMPT_DIM, 3, 3, 256, vb.pp("mask_decoder"))?;
+        let pixel_mean = Tensor::new(&[123.675f32, 116.28, 103.53], &device)?.reshape((3, 1, 1))?;
+        let pixel_std = Tensor::new(&[58.395f32, 57.12, 57.375], &device)?.reshape((3, 1, 1))?;
+        Ok(Self {
+            encoder,
+            prompts,
+            dense_pe,
+            mask_decoder,
+            pixel_mean,
+            pixel_std,
+            device,
+        })
+    }
+
+    /// Embeds an RGB image already resized so its long side is [`IMAGE_SIZE`]
+    /// (`rgb` is `h * w * 3` bytes). Returns `(1, 256, 64, 64)`.
+    pub(crate) fn embed(&self, rgb: &[u8], w: usize, h: usize) -> candle_core::Result<Tensor> {
+        let img = Tensor::from_slice(rgb, (h, w, 3), &self.device)?
+            .permute((2, 0, 1))?
+            .to_dtype(DType::F32)?
+            .broadcast_sub(&self.pixel_mean)?
+            .broadcast_div(&self.pixel_std)?
+            .pad_with_zeros(1, 0, IMAGE_SIZE - h)?
+            .pad_with_zeros(2, 0, IMAGE_SIZE - w)?
+            .unsqueeze(0)?;
+        match &self.encoder {
+            Encoder::Vit(e) => e.forward(&img),
+            Encoder::Tiny(e) => e.forward(&img),
+        }
+    }
+
+    /// Decodes masks for a prompt. Returns the low-resolution logits (`k × 256 × 256`,
+    /// row-major) and the predicted IoU of each of the `k` masks.
+    pub(crate) fn decode(
+        &self,
+        embeddings: &Tensor,
+        prompt: &FramePrompt,
+        multimask: bool,
+    ) -> candle_core::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+        let sparse = self.prompts.sparse(prompt, &self.device)?;
+        let dense = self
+            .prompts
+            .no_mask
+            .reshape((1, PROMPT_DIM, 1, 1))?
+            .expand((1, PROMPT_DIM, IMAGE_SIZE / PATCH, IMAGE_SIZE / PATCH))?;
+        let image_pe = &self.dense_pe;
+        let (masks, iou) = self
+            .mask_decoder
+            .forward(embeddings, image_pe, &sparse, &dense, multimask)?;
+        let masks = masks.i(0)?; // (k, 256, 256)
+        let k = masks.dim(0)?;
+        let logits = (0..k)
+            .map(|i| masks.i(i)?.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let iou = iou.i(0)?.to_vec1::<f32>()?;
+        Ok((logits, iou))
+    }
+}
+
+/// The prompt encoder's learned pieces needed for sparse embeddings, as plain vectors.
+struct PromptWeights {
+    /// `2 × 128` random Fourier features.
+    gaussian: Vec<f32>,
+    /// Background, foreground, box top-left, box bottom-right.
+    point: [Vec<f32>; 4],
+    not_a_point: Vec<f32>,
+    no_mask: Tensor,
+}
+
+impl PromptWeights {
+    fn new(vb: VarBuilder) -> candle_core::Result<Self> {
+        let row = |name: String| -> candle_core::Result<Vec<f32>> {
+            vb.get((1, PROMPT_DIM), &name)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        };
+        let gaussian = vb
+            .get(
+                (2, PROMPT_DIM / 2),
+                "pe_layer.positional_encoding_gaussian_matrix",
+            )?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let point = [
+            row("point_embeddings.0.weight".into())?,
+            row("point_embeddings.1.weight".into())?,
+            row("point_embeddings.2.weight".into())?,
+            row("point_embeddings.3.weight".into())?,
+        ];
+        Ok(Self {
+            gaussian,
+            point,
+            not_a_point: row("not_a_point_embed.weight".into())?,
+            no_mask: vb.get((1, PROMPT_DIM), "no_mask_embed.weight")?,
+        })
+    }
+
+    /// SAM's random-Fourier positional encoding of a pixel position in the 1024 frame.
+    fn encode(&self, x: f32, y: f32) -> Vec<f32> {
+        let half = PROMPT_DIM / 2;
+        let (u, v) = (
+            2.0 * (x / IMAGE_SIZE as f32) - 1.0,
+            2.0 * (y / IMAGE_SIZE as f32) - 1.0,
+        );
+        let angles: Vec<f32> = (0..half)
+            .map(|j| {
+                2.0 * std::f32::consts::PI * (u * self.gaussian[j] + v * self.gaussian[half + j])
+            })
+            .collect();
+        angles
+            .iter()
+            .map(|a| a.sin())
+            .chain(angles.iter().map(|a| a.cos()))
+            .collect()
+    }
+
+    fn token(&self, x: f32, y: f32, learned: &[f32]) -> Vec<f32> {
+        self.encode(x + 0.5, y + 0.5)
+            .iter()
+            .zip(learned)
+            .map(|(p, l)| p + l)
+            .collect()
+    }
+
+    /// `(1, tokens, 256)`: one token per point, plus a padding token when there is no box,
+    /// or two corner tokens for the box (as SAM's `PromptEncoder` does).
+    fn sparse(&self, prompt: &FramePrompt, device: &Device) -> candle_core::Result<Tensor> {
+        let mut tokens: Vec<f32> = Vec::new();
+        for &(x, y, foreground) in &prompt.points {
+            tokens.extend(self.token(x, y, &self.point[usize::from(foreground)]));
+        }
+        match prompt.bbox {
+            Some([x0, y0, x1, y1]) => {
+                tokens.extend(self.token(x0, y0, &self.point[2]));
+                tokens.extend(self.token(x1, y1, &self.point[3]));
+            }
+            None => tokens.extend_from_slice(&self.not_a_point),
+        }
+        let n = tokens.len() / PROMPT_DIM;
+        Tensor::from_vec(tokens, (1, n, PROMPT_DIM), device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    /// Fills every variable with deterministic non-trivial values.
+    fn randomise(varmap: &VarMap) {
+        let data = varmap.data().lock().expect("lock");
+        for (i, var) in data.values().enumerate() {
+            let n = var.elem_count();
+            let values: Vec<f32> = (0..n)
+                .map(|j| ((j * 7919 + i * 104_729) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).expect("tensor"))
+                .expect("set");
+        }
+    }
+
+    #[test]
+    fn point_prompts_embed_exactly_as_candles_prompt_encoder() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let theirs = PromptEncoder::new(
+            PROMPT_DIM,
+            (64, 64),
+            (IMAGE_SIZE, IMAGE_SIZE),
+            16,
+            vb.pp("prompt_encoder"),
+        )
+        .expect("encoder");
+        randomise(&varmap);
+        let ours = PromptWeights::new(vb.pp("prompt_encoder")).expect("weights");
+
+        let points = [
+            (100.0f32, 700.0f32, true),
+            (512.0, 3.0, false),
+            (1000.0, 1000.0, true),
+        ];
+        let xy: Vec<f32> = points.iter().flat_map(|p| [p.0, p.1]).collect();
+        let labels: Vec<f32> = points.iter().map(|p| if p.2 { 1.0 } else { 0.0 }).collect();
+        let xy = Tensor::from_vec(xy, (1, 3, 2), &Device::Cpu).expect("xy");
+        let labels = Tensor::from_vec(labels, (1, 3), &Device::Cpu).expect("labels");
+        let (expected, _) = theirs
+            .forward(Some((&xy, &labels)), None, None)
+            .expect("candle");
+        let got = ours
+            .sparse(
+                &FramePrompt {
+                    points: points.to_vec(),
+                    bbox: None,
+                },
+                &Device::Cpu,
+            )
+            .expect("ours");
+        assert_eq!(got.dims(), expected.dims());
+        let diff = (got - expected)
+            .expect("sub")
+            .abs()
+            .expect("abs")
+            .max_all()
+            .expect("max")
+            .to_scalar::<f32>()
+            .expect("scalar");
+        assert!(diff < 1e-4, "max difference {diff}");
+    }
+
+    #[test]
+    fn a_box_adds_two_corner_tokens_and_no_padding() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        PromptEncoder::new(
+            PROMPT_DIM,
+            (64, 64),
+            (IMAGE_SIZE, IMAGE_SIZE),
+            16,
+            vb.pp("prompt_encoder"),
+        )
+        .expect("encoder");
+        randomise(&varmap);
+        let ours = PromptWeights::new(vb.pp("prompt_encoder")).expect("weights");
+        let prompt = FramePrompt {
+            points: vec![(10.0, 20.0, true)],
+            bbox: Some([5.0, 5.0, 300.0, 400.0]),
+        };
+        let sparse = ours.sparse(&prompt, &Device::Cpu).expect("sparse");
+        assert_eq!(sparse.dims(), &[1, 3, PROMPT_DIM]);
+        // The corners carry the learned corner embeddings on top of their positions.
+        let corner = sparse
+            .i((0, 1))
+            .expect("row")
+            .to_vec1::<f32>()
+            .expect("vec");
+        let position = ours.encode(5.5, 5.5);
+        let learned: Vec<f32> = corner.iter().zip(&position).map(|(c, p)| c - p).collect();
+        let max_err = learned
+            .iter()
+            .zip(&ours.point[2])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(max_err < 1e-5);
+    }
+}

@@ -1,0 +1,225 @@
+//! SAM weights files: validating a safetensors file (format, size, architecture) before any
+//! of it is loaded, and writing random weights of the real architecture for tests.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use super::network::SamNet;
+use super::SamSize;
+use crate::error::EngineError;
+
+/// Largest safetensors header accepted (real SAM headers are ~100 KiB).
+const MAX_HEADER: u64 = 16 << 20;
+
+/// What a validated weights file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightsInfo {
+    /// The architecture detected from its tensors.
+    pub size: SamSize,
+    /// Number of tensors.
+    pub tensors: usize,
+    /// Bytes the weights take once loaded as f32.
+    pub f32_bytes: u64,
+}
+
+/// One tensor's entry in a safetensors header.
+struct Entry {
+    dtype: String,
+    shape: Vec<u64>,
+    begin: u64,
+    end: u64,
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> EngineError {
+    EngineError::InvalidWeights {
+        path: path.to_path_buf(),
+        expected: "Segment Anything (safetensors)".into(),
+        reason: reason.into(),
+    }
+}
+
+fn dtype_size(dtype: &str) -> Option<u64> {
+    match dtype {
+        "F32" | "I32" | "U32" => Some(4),
+        "F16" | "BF16" | "I16" | "U16" => Some(2),
+        "F64" | "I64" | "U64" => Some(8),
+        "U8" | "I8" | "BOOL" => Some(1),
+        _ => None,
+    }
+}
+
+/// Reads and checks a safetensors header: the offsets must tile the data exactly.
+fn read_header(path: &Path) -> Result<BTreeMap<String, Entry>, EngineError> {
+    let mut file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+    if len < 8 {
+        return Err(invalid(path, format!("the file is only {len} bytes")));
+    }
+    let mut prefix = [0u8; 8];
+    file.read_exact(&mut prefix)
+        .map_err(|e| EngineError::io(path, e))?;
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len == 0 || header_len > MAX_HEADER || 8 + header_len > len {
+        return Err(invalid(path, "not a safetensors file (bad header length)"));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| EngineError::io(path, e))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| invalid(path, format!("not a safetensors file (header: {e})")))?;
+    let object = json
+        .as_object()
+        .ok_or_else(|| invalid(path, "not a safetensors file (header is not an object)"))?;
+    let data_len = len - 8 - header_len;
+    let mut entries = BTreeMap::new();
+    let mut covered = 0u64;
+    for (name, value) in object {
+        if name == "__metadata__" {
+            continue;
+        }
+        let field = |key: &str| {
+            value
+                .get(key)
+                .ok_or_else(|| invalid(path, format!("tensor {name} has no {key}")))
+        };
+        let dtype = field("dtype")?.as_str().unwrap_or_default().to_owned();
+        let shape: Vec<u64> = field("shape")?
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        let offsets: Vec<u64> = field("data_offsets")?
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        let [begin, end] = offsets[..] else {
+            return Err(invalid(
+                path,
+                format!("tensor {name} has malformed offsets"),
+            ));
+        };
+        let elem = dtype_size(&dtype)
+            .ok_or_else(|| invalid(path, format!("tensor {name} has unknown dtype {dtype}")))?;
+        let expected = shape.iter().product::<u64>() * elem;
+        if begin > end || end > data_len || end - begin != expected {
+            return Err(invalid(
+                path,
+                format!("tensor {name} points outside the file or has the wrong length (truncated or corrupt?)"),
+            ));
+        }
+        covered += end - begin;
+        entries.insert(
+            name.clone(),
+            Entry {
+                dtype,
+                shape,
+                begin,
+                end,
+            },
+        );
+    }
+    if entries.is_empty() {
+        return Err(invalid(path, "the file holds no tensors"));
+    }
+    if covered > data_len {
+        return Err(invalid(path, "tensors overlap (corrupt file)"));
+    }
+    Ok(entries)
+}
+
+/// Tensors (name, shape) that identify each architecture.
+fn signature(size: SamSize) -> &'static [(&'static str, &'static [u64])] {
+    match size {
+        SamSize::Tiny => &[
+            ("image_encoder.patch_embed.seq.0.c.weight", &[32, 3, 3, 3]),
+            ("image_encoder.neck.0.weight", &[256, 320, 1, 1]),
+            ("mask_decoder.iou_token.weight", &[1, 256]),
+            ("prompt_encoder.point_embeddings.0.weight", &[1, 256]),
+        ],
+        SamSize::VitB => &[
+            ("image_encoder.patch_embed.proj.weight", &[768, 3, 16, 16]),
+            ("image_encoder.blocks.11.attn.qkv.weight", &[2304, 768]),
+            ("image_encoder.neck.0.weight", &[256, 768, 1, 1]),
+            ("mask_decoder.iou_token.weight", &[1, 256]),
+            ("prompt_encoder.point_embeddings.0.weight", &[1, 256]),
+        ],
+    }
+}
+
+/// Validates a weights file and detects its architecture, reading only its header.
+pub fn inspect(path: &Path) -> Result<WeightsInfo, EngineError> {
+    let entries = read_header(path)?;
+    let matches = |size: SamSize| {
+        signature(size)
+            .iter()
+            .all(|(name, shape)| entries.get(*name).is_some_and(|e| e.shape == *shape))
+    };
+    let size = [SamSize::Tiny, SamSize::VitB]
+        .into_iter()
+        .find(|&s| matches(s))
+        .ok_or_else(|| {
+            invalid(
+                path,
+                "its tensors match neither MobileSAM (ViT-T) nor SAM ViT-B; is it another model?",
+            )
+        })?;
+    if let Some((name, e)) = entries
+        .iter()
+        .find(|(_, e)| !matches!(e.dtype.as_str(), "F32" | "F16" | "BF16"))
+    {
+        return Err(invalid(
+            path,
+            format!("tensor {name} is {} (expected floating point)", e.dtype),
+        ));
+    }
+    let f32_bytes = entries
+        .values()
+        .map(|e| (e.end - e.begin) / dtype_size(&e.dtype).unwrap_or(4) * 4)
+        .sum();
+    Ok(WeightsInfo {
+        size,
+        tensors: entries.len(),
+        f32_bytes,
+    })
+}
+
+/// Writes weights of the real `size` architecture with deterministic pseudo-random values
+/// (seeded), for tests and fixtures: no real SAM weights are needed to exercise the engine.
+pub fn write_random_weights(
+    size: SamSize,
+    path: &Path,
+    seed: u64,
+) -> Result<WeightsInfo, EngineError> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    SamNet::new(size, vb)?;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        // xorshift64*, mapped to [-0.05, 0.05).
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+        (bits as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+    };
+    {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| EngineError::Inference("weights map poisoned".into()))?;
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let shape = var.shape().clone();
+            let values: Vec<f32> = (0..shape.elem_count()).map(|_| next()).collect();
+            var.set(&Tensor::from_vec(values, shape, &Device::Cpu)?)?;
+        }
+    }
+    varmap.save(path)?;
+    inspect(path)
+}
