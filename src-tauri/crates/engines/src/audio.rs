@@ -198,7 +198,7 @@ pub fn from_pcm_f32(bytes: &[u8], rate: u32, channels: usize) -> Result<DecodedA
         )));
     }
     let frame = 4 * channels;
-    if bytes.len() % frame != 0 {
+    if !bytes.len().is_multiple_of(frame) {
         return Err(undecodable(
             "the recording",
             format!(

@@ -5,10 +5,14 @@
 //!
 //! - [`segmentation`]: Segment Anything (MobileSAM / ViT-T and ViT-B) on candle, with point and
 //!   box prompts and a per-image embedding cache.
+//! - [`onnx_runtime`]: finding ONNX Runtime ≥ 1.24 and checking it before `ort` loads it.
+//! - [`vad`]: Silero VAD (ONNX) to trim silence before transcription.
 //! - [`audio`]: decoding WAV, FLAC, MP3 and OGG/Vorbis (or raw f32 PCM) to 16 kHz mono.
 
 pub mod audio;
 pub mod error;
+pub mod onnx_runtime;
 pub mod segmentation;
+pub mod vad;
 
 pub use error::EngineError;
