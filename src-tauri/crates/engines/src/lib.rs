@@ -6,6 +6,7 @@
 //! - [`segmentation`]: Segment Anything (MobileSAM / ViT-T and ViT-B) on candle, with point and
 //!   box prompts and a per-image embedding cache.
 //! - [`onnx_runtime`]: finding ONNX Runtime ≥ 1.24 and checking it before `ort` loads it.
+//! - [`speech`]: Whisper GGML through whisper.cpp, with optional VAD trimming.
 //! - [`vad`]: Silero VAD (ONNX) to trim silence before transcription.
 //! - [`audio`]: decoding WAV, FLAC, MP3 and OGG/Vorbis (or raw f32 PCM) to 16 kHz mono.
 
@@ -13,6 +14,7 @@ pub mod audio;
 pub mod error;
 pub mod onnx_runtime;
 pub mod segmentation;
+pub mod speech;
 pub mod vad;
 
 pub use error::EngineError;

@@ -1,0 +1,412 @@
+//! Speech-to-text with Whisper GGML models through whisper.cpp (transcribe-rs). Audio is
+//! 16 kHz mono (see [`crate::audio`]); silence can be trimmed first with Silero VAD, and the
+//! segments' timestamps are mapped back onto the original audio.
+
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+
+use model_manager::{LoadContext, LoadError, LoadedModel, ModelLoader, ModelSpec};
+use parking_lot::Mutex;
+use transcribe_rs::whisper_cpp::{WhisperEngine, WhisperInferenceParams, WhisperLoadParams};
+
+use crate::audio::TARGET_RATE;
+use crate::error::EngineError;
+use crate::vad::{SileroVad, VadOptions};
+
+/// GGML's magic number ("ggml").
+const GGML_MAGIC: u32 = 0x6767_6d6c;
+
+/// What a validated Whisper GGML file holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WhisperInfo {
+    /// Vocabulary size (51865/51866 multilingual, 51864 English-only).
+    pub n_vocab: u32,
+    /// Encoder layers (6 for base, 12 for small, ...).
+    pub n_audio_layer: u32,
+    /// Width of the model (512 for base).
+    pub n_audio_state: u32,
+    /// Mel bins (80, or 128 for large-v3).
+    pub n_mels: u32,
+    /// Whether it transcribes languages other than English.
+    pub multilingual: bool,
+}
+
+/// Reads and checks a GGML Whisper header, so a wrong file is a clear error before
+/// whisper.cpp sees it.
+pub fn inspect(path: &Path) -> Result<WhisperInfo, EngineError> {
+    let invalid = |reason: String| EngineError::InvalidWeights {
+        path: path.to_path_buf(),
+        expected: "Whisper GGML".into(),
+        reason,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+    let mut header = [0u8; 48];
+    file.read_exact(&mut header)
+        .map_err(|_| invalid(format!("the file is only {len} bytes")))?;
+    let word = |i: usize| {
+        u32::from_le_bytes([
+            header[4 * i],
+            header[4 * i + 1],
+            header[4 * i + 2],
+            header[4 * i + 3],
+        ])
+    };
+    if word(0) != GGML_MAGIC {
+        return Err(invalid("not a GGML file (bad magic number)".into()));
+    }
+    let (n_vocab, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer) =
+        (word(1), word(2), word(3), word(4), word(5));
+    let (n_text_ctx, n_text_state, n_mels, ftype) = (word(6), word(7), word(10), word(11));
+    let plausible = (51_000..=52_000).contains(&n_vocab)
+        && n_audio_ctx == 1500
+        && n_text_ctx == 448
+        && n_audio_state == n_text_state
+        && n_audio_head > 0
+        && n_audio_state % n_audio_head == 0
+        && (1..=64).contains(&n_audio_layer)
+        && (n_mels == 80 || n_mels == 128)
+        && ftype < 64;
+    if !plausible {
+        return Err(invalid(format!(
+            "its header does not describe a Whisper model (vocab {n_vocab}, width {n_audio_state}, {n_audio_layer} layers, {n_mels} mels)"
+        )));
+    }
+    // Every layer holds at least its attention weights: a file far smaller is truncated.
+    let min_bytes =
+        u64::from(n_audio_layer) * 4 * u64::from(n_audio_state) * u64::from(n_audio_state);
+    if len < min_bytes {
+        return Err(invalid(format!("it is only {len} bytes: truncated?")));
+    }
+    Ok(WhisperInfo {
+        n_vocab,
+        n_audio_layer,
+        n_audio_state,
+        n_mels,
+        multilingual: n_vocab >= 51_865,
+    })
+}
+
+/// Transcription settings.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TranscribeOptions {
+    /// Spoken language (`"en"`, `"de"`, ...); `None` detects it.
+    pub language: Option<String>,
+    /// Translate into English instead of transcribing.
+    pub translate: bool,
+    /// Threads whisper.cpp may use (0: its default).
+    pub threads: u32,
+    /// How silence is trimmed when a VAD is given.
+    pub vad: VadOptions,
+}
+
+/// A stretch of recognised speech, in seconds from the start of the original audio.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    /// Start, seconds.
+    pub start: f32,
+    /// End, seconds.
+    pub end: f32,
+    /// What was said.
+    pub text: String,
+}
+
+/// The result of a transcription.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transcript {
+    /// All the text.
+    pub text: String,
+    /// Timed segments.
+    pub segments: Vec<Segment>,
+    /// Seconds of audio that reached the model (after VAD).
+    pub speech_seconds: f32,
+}
+
+/// A loaded Whisper model. whisper.cpp's state is single-threaded: calls are serialised.
+pub struct WhisperModel {
+    engine: Mutex<WhisperEngine>,
+    info: WhisperInfo,
+    bytes: u64,
+}
+
+impl std::fmt::Debug for WhisperModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperModel")
+            .field("info", &self.info)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedModel for WhisperModel {
+    fn resident_bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl WhisperModel {
+    /// Validates and loads a GGML file on the CPU.
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let info = inspect(path)?;
+        if path.to_str().is_none() {
+            return Err(EngineError::InvalidRequest(format!(
+                "{} is not a UTF-8 path",
+                path.display()
+            )));
+        }
+        let before = model_manager::memory::process_rss_bytes();
+        let params = WhisperLoadParams {
+            use_gpu: false,
+            ..Default::default()
+        };
+        let engine = WhisperEngine::load_with_params(path, params).map_err(|e| {
+            EngineError::InvalidWeights {
+                path: path.to_path_buf(),
+                expected: "Whisper GGML".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        // Measured: what loading added to the process (weights and whisper.cpp's buffers).
+        let grown = before
+            .zip(model_manager::memory::process_rss_bytes())
+            .map_or(0, |(b, a)| a.saturating_sub(b));
+        let file_bytes = std::fs::metadata(path)
+            .map_err(|e| EngineError::io(path, e))?
+            .len();
+        Ok(Self {
+            engine: Mutex::new(engine),
+            info,
+            bytes: grown.max(file_bytes),
+        })
+    }
+
+    /// What the file declared.
+    pub fn info(&self) -> &WhisperInfo {
+        &self.info
+    }
+
+    /// Transcribes 16 kHz mono `samples`, trimming silence first when `vad` is given.
+    /// Empty or all-silent audio gives an empty transcript without running the model.
+    pub fn transcribe(
+        &self,
+        samples: &[f32],
+        options: &TranscribeOptions,
+        vad: Option<&SileroVad>,
+    ) -> Result<Transcript, EngineError> {
+        if let Some(language) = &options.language {
+            if !self.info.multilingual && language != "en" {
+                return Err(EngineError::InvalidRequest(format!(
+                    "this model is English-only; it cannot transcribe {language:?}"
+                )));
+            }
+        }
+        if options.translate && !self.info.multilingual {
+            return Err(EngineError::InvalidRequest(
+                "this English-only model cannot translate".into(),
+            ));
+        }
+        let (speech, map) = match vad {
+            Some(vad) => {
+                let ranges = vad.speech_segments(samples, &options.vad)?;
+                let speech: Vec<f32> = ranges
+                    .iter()
+                    .flat_map(|r| samples[r.clone()].iter().copied())
+                    .collect();
+                (speech, TimeMap::new(ranges))
+            }
+            None => (samples.to_vec(), TimeMap::identity(samples.len())),
+        };
+        if speech.is_empty() || speech.iter().all(|s| s.abs() < 1e-4) {
+            return Ok(Transcript::default());
+        }
+        let speech_seconds = speech.len() as f32 / TARGET_RATE as f32;
+        // whisper.cpp wants at least one second.
+        let mut input = speech;
+        input.resize(
+            input
+                .len()
+                .max(TARGET_RATE as usize + TARGET_RATE as usize / 10),
+            0.0,
+        );
+        let params = WhisperInferenceParams {
+            language: options.language.clone(),
+            translate: options.translate,
+            n_threads: i32::try_from(options.threads).unwrap_or(0),
+            ..Default::default()
+        };
+        let result = self
+            .engine
+            .lock()
+            .transcribe_with(&input, &params)
+            .map_err(|e| EngineError::Inference(e.to_string()))?;
+        let segments = result
+            .segments
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| Segment {
+                start: map.original_seconds(s.start),
+                end: map.original_seconds(s.end),
+                text: s.text.trim().to_owned(),
+            })
+            .collect();
+        Ok(Transcript {
+            text: result.text.trim().to_owned(),
+            segments,
+            speech_seconds,
+        })
+    }
+}
+
+/// Maps times in VAD-trimmed audio back to the original audio.
+struct TimeMap {
+    /// Kept ranges of the original, in order.
+    kept: Vec<Range<usize>>,
+}
+
+impl TimeMap {
+    fn new(kept: Vec<Range<usize>>) -> Self {
+        Self { kept }
+    }
+
+    fn identity(len: usize) -> Self {
+        Self::new(std::iter::once(0..len).collect())
+    }
+
+    fn original_seconds(&self, trimmed_seconds: f32) -> f32 {
+        let mut remaining = (trimmed_seconds.max(0.0) * TARGET_RATE as f32) as usize;
+        for range in &self.kept {
+            if remaining <= range.len() {
+                return (range.start + remaining) as f32 / TARGET_RATE as f32;
+            }
+            remaining -= range.len();
+        }
+        self.kept
+            .last()
+            .map_or(trimmed_seconds, |r| r.end as f32 / TARGET_RATE as f32)
+    }
+}
+
+/// Loads Whisper GGML models for the model manager (the spec's path is the `.bin` file).
+#[derive(Debug, Default)]
+pub struct WhisperLoader;
+
+impl ModelLoader for WhisperLoader {
+    fn estimate_bytes(&self, spec: &ModelSpec) -> Option<u64> {
+        std::fs::metadata(spec.path.as_deref()?)
+            .ok()
+            .map(|m| m.len())
+    }
+
+    fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
+        let path = spec
+            .path
+            .as_deref()
+            .ok_or_else(|| LoadError::failed(format!("{} has no model file", spec.id)))?;
+        ctx.progress.report(0.05);
+        let model = WhisperModel::load(path).map_err(LoadError::failed)?;
+        ctx.cancel.check()?;
+        ctx.progress.report(1.0);
+        Ok(Box::new(model))
+    }
+}
+
+/// Word error rate of `hypothesis` against `reference`, ignoring case and punctuation.
+pub fn word_error_rate(reference: &str, hypothesis: &str) -> f32 {
+    let words = |s: &str| -> Vec<String> {
+        s.split_whitespace()
+            .map(|w| {
+                w.chars()
+                    .filter(|c| c.is_alphanumeric() || *c == '\'')
+                    .collect::<String>()
+                    .to_lowercase()
+            })
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (words(reference), words(hypothesis));
+    if r.is_empty() {
+        return if h.is_empty() { 0.0 } else { 1.0 };
+    }
+    let mut previous: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut current = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            let substitution = previous[j] + usize::from(rw != hw);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[h.len()] as f32 / r.len() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_error_rate_counts_edits_per_reference_word() {
+        let reference = "Ever tried. Ever failed. No matter.";
+        assert_eq!(
+            word_error_rate(reference, "ever tried, ever failed; no matter!"),
+            0.0
+        );
+        assert!(
+            (word_error_rate(reference, "ever tried ever failed matter") - 1.0 / 6.0).abs() < 1e-6
+        );
+        assert!(
+            (word_error_rate(reference, "never tried ever failed no matter") - 1.0 / 6.0).abs()
+                < 1e-6
+        );
+        assert_eq!(word_error_rate("", ""), 0.0);
+        assert_eq!(word_error_rate("", "words"), 1.0);
+    }
+
+    #[test]
+    fn trimmed_times_map_back_onto_the_original_audio() {
+        let rate = TARGET_RATE as usize;
+        // Kept: 1 s–2 s and 5 s–7 s of the original.
+        let map = TimeMap::new(vec![rate..2 * rate, 5 * rate..7 * rate]);
+        assert_eq!(map.original_seconds(0.0), 1.0);
+        assert_eq!(map.original_seconds(0.5), 1.5);
+        assert_eq!(map.original_seconds(1.5), 5.5);
+        assert_eq!(map.original_seconds(3.0), 7.0);
+        assert_eq!(map.original_seconds(99.0), 7.0);
+        assert_eq!(TimeMap::identity(3 * rate).original_seconds(2.0), 2.0);
+    }
+
+    #[test]
+    fn files_that_are_not_whisper_models_are_rejected_from_the_header() {
+        let dir = tempfile::tempdir().expect("temp");
+        let write = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).expect("write");
+            p
+        };
+        let tiny = write("tiny.bin", b"ggml");
+        assert!(inspect(&tiny)
+            .expect_err("short")
+            .to_string()
+            .contains("only 4 bytes"));
+        let text = write("text.bin", &[b'x'; 100]);
+        assert!(inspect(&text)
+            .expect_err("magic")
+            .to_string()
+            .contains("bad magic"));
+        let mut header = GGML_MAGIC.to_le_bytes().to_vec();
+        for v in [51_865u32, 1500, 512, 8, 6, 448, 512, 8, 6, 80, 1] {
+            header.extend(v.to_le_bytes());
+        }
+        let truncated = write("cut.bin", &header);
+        assert!(inspect(&truncated)
+            .expect_err("short")
+            .to_string()
+            .contains("truncated"));
+        header[4..8].copy_from_slice(&7u32.to_le_bytes());
+        let nonsense = write("odd.bin", &header);
+        assert!(inspect(&nonsense)
+            .expect_err("hparams")
+            .to_string()
+            .contains("does not describe a Whisper model"));
+    }
+}

@@ -1,0 +1,204 @@
+//! Whisper base (converted to GGML by scripts/fixtures.sh from registry packages) on real
+//! speech, through whisper.cpp and the model manager.
+
+mod fixtures;
+
+use std::sync::{Arc, OnceLock};
+
+use engines::audio::{decode_file, TARGET_RATE};
+use engines::speech::{word_error_rate, TranscribeOptions, WhisperLoader, WhisperModel};
+use engines::vad::SileroVad;
+use fixtures::fixture;
+use model_manager::{ModelKey, ModelManager, ModelSpec, ModelState};
+
+const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
+
+fn whisper() -> &'static WhisperModel {
+    static MODEL: OnceLock<WhisperModel> = OnceLock::new();
+    MODEL.get_or_init(|| WhisperModel::load(&fixture("ggml-base.bin")).expect("whisper base loads"))
+}
+
+fn english() -> TranscribeOptions {
+    TranscribeOptions {
+        language: Some("en".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn beckett_is_transcribed_within_ten_percent_word_error() {
+    let audio = decode_file(&fixture("beckett.wav")).expect("decodes");
+    let transcript = whisper()
+        .transcribe(&audio.samples, &english(), None)
+        .expect("transcribes");
+    let wer = word_error_rate(BECKETT, &transcript.text);
+    assert!(
+        wer <= 0.10,
+        "WER {:.1}%: {:?}",
+        wer * 100.0,
+        transcript.text
+    );
+    assert!(!transcript.segments.is_empty());
+    let last = transcript.segments.last().expect("segments");
+    assert!(last.end <= audio.duration().as_secs_f32() + 0.5, "{last:?}");
+}
+
+#[test]
+fn synthetic_espeak_speech_is_transcribed_too() {
+    let audio = decode_file(&fixture("espeak.wav")).expect("decodes");
+    assert_ne!(
+        audio.source_rate, TARGET_RATE,
+        "espeak writes 22 kHz: the resampler is exercised"
+    );
+    let transcript = whisper()
+        .transcribe(&audio.samples, &english(), None)
+        .expect("transcribes");
+    let sentence =
+        std::fs::read_to_string(fixture("espeak.txt")).expect("the sentence espeak said");
+    let wer = word_error_rate(&sentence, &transcript.text);
+    assert!(
+        wer <= 0.10,
+        "WER {:.1}%: {:?}",
+        wer * 100.0,
+        transcript.text
+    );
+}
+
+#[test]
+fn vad_trims_padding_and_timestamps_stay_on_the_original_audio() {
+    let vad = SileroVad::load(&fixture("silero_vad.onnx")).expect("vad");
+    let speech = decode_file(&fixture("beckett.wav"))
+        .expect("decodes")
+        .samples;
+    let pad = 3 * TARGET_RATE as usize;
+    let mut padded = vec![0.0f32; pad];
+    padded.extend_from_slice(&speech);
+    padded.extend(std::iter::repeat_n(0.0, pad));
+    let transcript = whisper()
+        .transcribe(&padded, &english(), Some(&vad))
+        .expect("transcribes");
+    let wer = word_error_rate(BECKETT, &transcript.text);
+    assert!(
+        wer <= 0.10,
+        "WER {:.1}%: {:?}",
+        wer * 100.0,
+        transcript.text
+    );
+    let total = padded.len() as f32 / TARGET_RATE as f32;
+    assert!(
+        transcript.speech_seconds < total - 5.0,
+        "the 6 s of silence went: {}",
+        transcript.speech_seconds
+    );
+    let first = transcript.segments.first().expect("segments");
+    assert!(
+        first.start >= 2.5,
+        "the first words start after the 3 s of silence: {first:?}"
+    );
+}
+
+#[test]
+fn silence_and_empty_input_give_an_empty_transcript() {
+    let vad = SileroVad::load(&fixture("silero_vad.onnx")).expect("vad");
+    let silence = vec![0.0f32; 2 * TARGET_RATE as usize];
+    for (samples, vad) in [
+        (&silence[..], None),
+        (&silence[..], Some(&vad)),
+        (&[][..], None),
+    ] {
+        let transcript = whisper()
+            .transcribe(samples, &english(), vad)
+            .expect("no error");
+        assert!(
+            transcript.text.is_empty() && transcript.segments.is_empty(),
+            "{transcript:?}"
+        );
+    }
+}
+
+#[test]
+fn whisper_is_loaded_used_and_freed_through_the_manager() {
+    let key = ModelKey::new("transcription").expect("key");
+    let manager = ModelManager::builder()
+        .idle_checker(false)
+        .register(
+            key.clone(),
+            Arc::new(WhisperLoader),
+            ModelSpec::with_path("whisper-base", fixture("ggml-base.bin")),
+        )
+        .build()
+        .expect("manager");
+    {
+        let lease = manager.acquire(&key).expect("loads");
+        let model = lease.downcast::<WhisperModel>().expect("whisper");
+        assert!(model.info().multilingual);
+        let audio = decode_file(&fixture("beckett.wav")).expect("decodes");
+        let transcript = model
+            .transcribe(&audio.samples, &english(), None)
+            .expect("transcribes");
+        assert!(
+            word_error_rate(BECKETT, &transcript.text) <= 0.10,
+            "{}",
+            transcript.text
+        );
+    }
+    let status = manager.status();
+    let resident = status.models[0].resident_bytes.expect("loaded");
+    assert!(resident >= 140_000_000, "at least the weights: {resident}");
+    let report = manager.unload_all();
+    assert_eq!(report.unloaded.len(), 1);
+    assert!(
+        report.unloaded[0]
+            .bytes_freed
+            .is_some_and(|b| b > 50_000_000),
+        "{report:?}"
+    );
+    assert_eq!(manager.status().models[0].state, ModelState::Idle);
+}
+
+#[test]
+fn a_wrong_model_file_is_a_clear_error_and_changes_nothing() {
+    let key = ModelKey::new("transcription").expect("key");
+    let manager = ModelManager::builder()
+        .idle_checker(false)
+        .register(
+            key.clone(),
+            Arc::new(WhisperLoader),
+            ModelSpec::with_path("whisper-base", fixture("ggml-base.bin")),
+        )
+        .build()
+        .expect("manager");
+    drop(manager.acquire(&key).expect("loads"));
+    // The user picks the VAD model by mistake as their whisper model.
+    let err = manager
+        .set_spec(
+            &key,
+            ModelSpec::with_path("custom", fixture("silero_vad.onnx")),
+        )
+        .and_then(|()| manager.acquire(&key).map(drop))
+        .expect_err("not whisper");
+    assert!(err.to_string().contains("not a GGML file"), "{err}");
+    assert_eq!(manager.status().models[0].state, ModelState::Failed);
+    // Choosing the right file again works.
+    manager
+        .set_spec(
+            &key,
+            ModelSpec::with_path("whisper-base", fixture("ggml-base.bin")),
+        )
+        .expect("known");
+    drop(manager.acquire(&key).expect("loads again"));
+}
+
+#[test]
+fn the_language_is_detected_when_none_is_given() {
+    // whisper base is multilingual: with no language set it detects English.
+    let audio = decode_file(&fixture("beckett.wav")).expect("decodes");
+    let auto = whisper()
+        .transcribe(&audio.samples, &TranscribeOptions::default(), None)
+        .expect("detects");
+    assert!(
+        word_error_rate(BECKETT, &auto.text) <= 0.10,
+        "{}",
+        auto.text
+    );
+}
