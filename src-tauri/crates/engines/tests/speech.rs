@@ -44,6 +44,40 @@ fn beckett_is_transcribed_within_ten_percent_word_error() {
 }
 
 #[test]
+fn flac_ogg_and_mp3_at_any_rate_decode_and_transcribe_alike() {
+    let reference = decode_file(&fixture("beckett.wav"))
+        .expect("decodes")
+        .duration()
+        .as_secs_f32();
+    for name in [
+        "beckett.flac",
+        "beckett.ogg",
+        "beckett.mp3",
+        "beckett-44k-stereo.mp3",
+    ] {
+        let audio = decode_file(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let seconds = audio.duration().as_secs_f32();
+        assert!(
+            (seconds - reference).abs() < 0.15,
+            "{name}: {seconds} s vs {reference} s"
+        );
+        assert!(!audio.truncated, "{name}");
+        let transcript = whisper()
+            .transcribe(&audio.samples, &english(), None)
+            .expect("transcribes");
+        let wer = word_error_rate(BECKETT, &transcript.text);
+        assert!(
+            wer <= 0.10,
+            "{name}: WER {:.1}%: {:?}",
+            wer * 100.0,
+            transcript.text
+        );
+    }
+    let stereo = decode_file(&fixture("beckett-44k-stereo.mp3")).expect("decodes");
+    assert_eq!((stereo.source_rate, stereo.source_channels), (44_100, 2));
+}
+
+#[test]
 fn synthetic_espeak_speech_is_transcribed_too() {
     let audio = decode_file(&fixture("espeak.wav")).expect("decodes");
     assert_ne!(
