@@ -18,14 +18,9 @@ use model_manager::{ModelKey, ModelManager, ModelSpec};
 const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
 const RUNS: usize = 7;
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("DORMOUSE_FIXTURES")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dormouse/fixtures"))
-        })
-        .expect("HOME is set")
-}
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
+use fixtures::fixture;
 
 fn rss_mib() -> f64 {
     release_to_os();
@@ -42,8 +37,8 @@ fn min(v: &[Duration]) -> Duration {
 }
 
 fn main() {
-    let dir = fixtures();
-    let wav = dir.join("beckett.wav");
+    let wav = fixture("beckett.wav");
+    let dir = wav.parent().expect("fixture folder").to_path_buf();
     let audio = decode_file(&wav).expect("run scripts/fixtures.sh first");
     let seconds = audio.duration().as_secs_f64();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -12,6 +12,7 @@
 
 pub mod audio;
 pub mod error;
+mod file_loader;
 pub mod onnx_runtime;
 pub mod segmentation;
 pub mod speech;

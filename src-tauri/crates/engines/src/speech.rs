@@ -12,6 +12,7 @@ use transcribe_rs::whisper_cpp::{WhisperEngine, WhisperInferenceParams, WhisperL
 
 use crate::audio::TARGET_RATE;
 use crate::error::EngineError;
+use crate::file_loader::{file_size, load_file};
 use crate::vad::{SileroVad, VadOptions};
 
 /// GGML's magic number ("ggml").
@@ -293,21 +294,11 @@ pub struct WhisperLoader;
 
 impl ModelLoader for WhisperLoader {
     fn estimate_bytes(&self, spec: &ModelSpec) -> Option<u64> {
-        std::fs::metadata(spec.path.as_deref()?)
-            .ok()
-            .map(|m| m.len())
+        file_size(spec)
     }
 
     fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
-        let path = spec
-            .path
-            .as_deref()
-            .ok_or_else(|| LoadError::failed(format!("{} has no model file", spec.id)))?;
-        ctx.progress.report(0.05);
-        let model = WhisperModel::load(path).map_err(LoadError::failed)?;
-        ctx.cancel.check()?;
-        ctx.progress.report(1.0);
-        Ok(Box::new(model))
+        load_file(spec, ctx, WhisperModel::load)
     }
 }
 

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use crate::audio::TARGET_RATE;
 use crate::error::EngineError;
+use crate::file_loader::{file_size, load_file};
 use crate::onnx_runtime::ensure_runtime;
 
 /// Samples per window at 16 kHz (one of the sizes Silero v4 was trained on).
@@ -207,19 +208,11 @@ pub struct VadLoader;
 
 impl ModelLoader for VadLoader {
     fn estimate_bytes(&self, spec: &ModelSpec) -> Option<u64> {
-        std::fs::metadata(spec.path.as_deref()?)
-            .ok()
-            .map(|m| m.len())
+        file_size(spec)
     }
 
     fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
-        let path = spec
-            .path
-            .as_deref()
-            .ok_or_else(|| LoadError::failed(format!("{} has no model file", spec.id)))?;
-        let vad = SileroVad::load(path).map_err(LoadError::failed)?;
-        ctx.cancel.check()?;
-        Ok(Box::new(vad))
+        load_file(spec, ctx, SileroVad::load)
     }
 }
 

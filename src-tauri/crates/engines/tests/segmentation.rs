@@ -228,16 +228,7 @@ fn wrong_or_corrupt_weight_files_fail_clearly_and_change_nothing() {
         (dir.path().join("missing.safetensors"), "cannot read"),
     ];
 
-    let key = ModelKey::new("segmentation").expect("valid");
-    let manager = ModelManager::builder()
-        .idle_checker(false)
-        .register(
-            key.clone(),
-            Arc::new(SamLoader),
-            ModelSpec::with_path("sam-tiny", tiny_weights()),
-        )
-        .build()
-        .expect("builds");
+    let (manager, key) = manager_with(tiny_weights());
     drop(manager.acquire(&key).expect("the good model loads"));
 
     for (path, expected) in cases {

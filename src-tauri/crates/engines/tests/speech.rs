@@ -18,6 +18,18 @@ fn whisper() -> &'static WhisperModel {
     MODEL.get_or_init(|| WhisperModel::load(&fixture("ggml-base.bin")).expect("whisper base loads"))
 }
 
+/// A manager with whisper base registered as `transcription`, no idle checker.
+fn whisper_manager() -> (ModelManager, ModelKey) {
+    let key = ModelKey::new("transcription").expect("key");
+    let spec = ModelSpec::with_path("whisper-base", fixture("ggml-base.bin"));
+    let manager = ModelManager::builder()
+        .idle_checker(false)
+        .register(key.clone(), Arc::new(WhisperLoader), spec)
+        .build()
+        .expect("manager");
+    (manager, key)
+}
+
 fn english() -> TranscribeOptions {
     TranscribeOptions {
         language: Some("en".into()),
@@ -152,16 +164,7 @@ fn silence_and_empty_input_give_an_empty_transcript() {
 
 #[test]
 fn whisper_is_loaded_used_and_freed_through_the_manager() {
-    let key = ModelKey::new("transcription").expect("key");
-    let manager = ModelManager::builder()
-        .idle_checker(false)
-        .register(
-            key.clone(),
-            Arc::new(WhisperLoader),
-            ModelSpec::with_path("whisper-base", fixture("ggml-base.bin")),
-        )
-        .build()
-        .expect("manager");
+    let (manager, key) = whisper_manager();
     {
         let lease = manager.acquire(&key).expect("loads");
         let model = lease.downcast::<WhisperModel>().expect("whisper");
@@ -192,16 +195,7 @@ fn whisper_is_loaded_used_and_freed_through_the_manager() {
 
 #[test]
 fn a_wrong_model_file_is_a_clear_error_and_changes_nothing() {
-    let key = ModelKey::new("transcription").expect("key");
-    let manager = ModelManager::builder()
-        .idle_checker(false)
-        .register(
-            key.clone(),
-            Arc::new(WhisperLoader),
-            ModelSpec::with_path("whisper-base", fixture("ggml-base.bin")),
-        )
-        .build()
-        .expect("manager");
+    let (manager, key) = whisper_manager();
     drop(manager.acquire(&key).expect("loads"));
     // The user picks the VAD model by mistake as their whisper model.
     let err = manager

@@ -24,7 +24,7 @@ pub trait LoadedModel: Any + Send + Sync {
 pub trait ModelLoader: Send + Sync + 'static {
     /// Bytes the model is expected to take once loaded, known before loading (e.g. from its file
     /// size). Used for the memory budget until the model has been loaded once and measured.
-    /// Must be cheap: no more I/O than a `stat`.
+    /// Must be cheap: a `stat` or a read of the file's header, no more.
     fn estimate_bytes(&self, spec: &ModelSpec) -> Option<u64> {
         let _ = spec;
         None

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 use self::network::{FramePrompt, SamNet, IMAGE_SIZE, LOW_RES};
 use crate::error::EngineError;
+use crate::file_loader::load_file;
 
 /// Largest image accepted, in pixels (about 100 megapixels).
 pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
@@ -149,15 +150,7 @@ impl ModelLoader for SamLoader {
     }
 
     fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
-        let path = spec
-            .path
-            .as_deref()
-            .ok_or_else(|| LoadError::failed(format!("{} has no weights file", spec.id)))?;
-        ctx.progress.report(0.05);
-        let model = SamModel::load(path).map_err(LoadError::failed)?;
-        ctx.cancel.check()?;
-        ctx.progress.report(1.0);
-        Ok(Box::new(model))
+        load_file(spec, ctx, SamModel::load)
     }
 }
 

@@ -236,8 +236,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn point_prompts_embed_exactly_as_candles_prompt_encoder() {
+    /// candle's prompt encoder and ours, over the same randomised weights.
+    fn both_encoders() -> (PromptEncoder, PromptWeights) {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let theirs = PromptEncoder::new(
@@ -250,6 +250,12 @@ mod tests {
         .expect("encoder");
         randomise(&varmap);
         let ours = PromptWeights::new(vb.pp("prompt_encoder")).expect("weights");
+        (theirs, ours)
+    }
+
+    #[test]
+    fn point_prompts_embed_exactly_as_candles_prompt_encoder() {
+        let (theirs, ours) = both_encoders();
 
         let points = [
             (100.0f32, 700.0f32, true),
@@ -286,18 +292,7 @@ mod tests {
 
     #[test]
     fn a_box_adds_two_corner_tokens_and_no_padding() {
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        PromptEncoder::new(
-            PROMPT_DIM,
-            (64, 64),
-            (IMAGE_SIZE, IMAGE_SIZE),
-            16,
-            vb.pp("prompt_encoder"),
-        )
-        .expect("encoder");
-        randomise(&varmap);
-        let ours = PromptWeights::new(vb.pp("prompt_encoder")).expect("weights");
+        let (_, ours) = both_encoders();
         let prompt = FramePrompt {
             points: vec![(10.0, 20.0, true)],
             bbox: Some([5.0, 5.0, 300.0, 400.0]),
