@@ -11,6 +11,7 @@
 #                              tokenizer of the openai-whisper==20250625 sdist
 #   whisper-base-ct2/          the CTranslate2 model itself (for the faster-whisper comparison)
 #   espeak.wav, espeak.txt     synthetic speech from espeak-ng, and the sentence it says
+#   espeak-de.wav, .txt        the same in German (language and translation tests)
 #   beckett.{flac,ogg,mp3}, beckett-44k-stereo.mp3
 #                              the recording re-encoded by sox (decoder and resampler tests)
 # Idempotent: files already there are kept. Prints the fixture folder.
@@ -37,6 +38,7 @@ PY
 }
 
 SENTENCE="Please call Stella and ask her to bring these things with her from the store."
+SENTENCE_DE="Guten Morgen. Wie geht es dir heute?"
 
 fetch onnxruntime==1.24.2 onnxruntime/capi/libonnxruntime.so.1.24.2 libonnxruntime.so.1.24.2
 fetch faster-whisper==1.0.2 faster_whisper/assets/silero_vad.onnx silero_vad.onnx
@@ -79,11 +81,17 @@ PY
     rm -rf "$tmp"
 fi
 
-if [ ! -s "$dest/espeak.wav" ] || [ "$(cat "$dest/espeak.txt" 2>/dev/null)" != "$SENTENCE" ]; then
-    espeak-ng -v en-us -s 150 -w "$dest/espeak.wav.part" "$SENTENCE"
-    mv "$dest/espeak.wav.part" "$dest/espeak.wav"
-    printf '%s' "$SENTENCE" > "$dest/espeak.txt"
-fi
+# speak NAME VOICE SENTENCE: espeak-ng speech and the sentence it says, redone if it changed.
+speak() {
+    local name="$1" voice="$2" sentence="$3"
+    if [ ! -s "$dest/$name.wav" ] || [ "$(cat "$dest/$name.txt" 2>/dev/null)" != "$sentence" ]; then
+        espeak-ng -v "$voice" -s 145 -w "$dest/$name.wav.part" "$sentence"
+        mv "$dest/$name.wav.part" "$dest/$name.wav"
+        printf '%s' "$sentence" > "$dest/$name.txt"
+    fi
+}
+speak espeak en-us "$SENTENCE"
+speak espeak-de de "$SENTENCE_DE"
 for variant in beckett.flac beckett.ogg beckett.mp3 beckett-44k-stereo.mp3; do
     [ -s "$dest/$variant" ] && continue
     case "$variant" in

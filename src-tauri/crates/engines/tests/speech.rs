@@ -111,6 +111,49 @@ fn synthetic_espeak_speech_is_transcribed_too() {
 }
 
 #[test]
+fn german_is_transcribed_detected_and_translated() {
+    let audio = decode_file(&fixture("espeak-de.wav")).expect("decodes");
+    let sentence = std::fs::read_to_string(fixture("espeak-de.txt")).expect("sentence");
+    let german = TranscribeOptions {
+        language: Some("de".into()),
+        ..Default::default()
+    };
+    let transcript = whisper()
+        .transcribe(&audio.samples, &german, None)
+        .expect("transcribes");
+    let wer = word_error_rate(&sentence, &transcript.text);
+    assert!(
+        wer <= 0.10,
+        "WER {:.1}%: {:?}",
+        wer * 100.0,
+        transcript.text
+    );
+
+    let detected = whisper()
+        .transcribe(&audio.samples, &TranscribeOptions::default(), None)
+        .expect("detects");
+    assert!(
+        detected.text.to_lowercase().contains("guten morgen"),
+        "{:?}",
+        detected.text
+    );
+
+    let translate = TranscribeOptions {
+        language: Some("de".into()),
+        translate: true,
+        ..Default::default()
+    };
+    let english = whisper()
+        .transcribe(&audio.samples, &translate, None)
+        .expect("translates");
+    assert!(
+        english.text.to_lowercase().contains("good morning"),
+        "{:?}",
+        english.text
+    );
+}
+
+#[test]
 fn vad_trims_padding_and_timestamps_stay_on_the_original_audio() {
     let vad = SileroVad::load(&fixture("silero_vad.onnx")).expect("vad");
     let speech = decode_file(&fixture("beckett.wav"))
