@@ -156,6 +156,8 @@ impl WhisperModel {
                 path.display()
             )));
         }
+        // whisper.cpp logs through tracing (target `whisper_rs::...`), not onto stderr.
+        whisper_rs::install_logging_hooks();
         let before = model_manager::memory::process_rss_bytes();
         let params = WhisperLoadParams {
             use_gpu: false,
