@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use model_manager::memory::process_rss_bytes;
 use model_manager::{LoadContext, LoadError, LoadedModel, ModelSpec};
 
 use crate::error::EngineError;
@@ -30,4 +31,22 @@ pub(crate) fn load_file<M: LoadedModel>(
     ctx.cancel.check()?;
     ctx.progress.report(1.0);
     Ok(Box::new(model))
+}
+
+/// Runs `load` for the model file at `path` and measures what it added to the process's
+/// resident memory (weights and the runtime's buffers); never less than the file's size.
+/// Process-wide: other threads' allocations meanwhile blur the figure.
+pub(crate) fn load_measured<T>(
+    path: &Path,
+    load: impl FnOnce() -> Result<T, EngineError>,
+) -> Result<(T, u64), EngineError> {
+    let file_bytes = std::fs::metadata(path)
+        .map_err(|e| EngineError::io(path, e))?
+        .len();
+    let before = process_rss_bytes();
+    let value = load()?;
+    let grown = before
+        .zip(process_rss_bytes())
+        .map_or(0, |(b, a)| a.saturating_sub(b));
+    Ok((value, grown.max(file_bytes)))
 }

@@ -12,7 +12,7 @@ use transcribe_rs::whisper_cpp::{WhisperEngine, WhisperInferenceParams, WhisperL
 
 use crate::audio::TARGET_RATE;
 use crate::error::EngineError;
-use crate::file_loader::{file_size, load_file};
+use crate::file_loader::{file_size, load_file, load_measured};
 use crate::vad::{SileroVad, VadOptions};
 
 /// GGML's magic number ("ggml").
@@ -158,29 +158,21 @@ impl WhisperModel {
         }
         // whisper.cpp logs through tracing (target `whisper_rs::...`), not onto stderr.
         whisper_rs::install_logging_hooks();
-        let before = model_manager::memory::process_rss_bytes();
         let params = WhisperLoadParams {
             use_gpu: false,
             ..Default::default()
         };
-        let engine = WhisperEngine::load_with_params(path, params).map_err(|e| {
-            EngineError::InvalidWeights {
+        let (engine, bytes) = load_measured(path, || {
+            WhisperEngine::load_with_params(path, params).map_err(|e| EngineError::InvalidWeights {
                 path: path.to_path_buf(),
                 expected: "Whisper GGML".into(),
                 reason: e.to_string(),
-            }
+            })
         })?;
-        // Measured: what loading added to the process (weights and whisper.cpp's buffers).
-        let grown = before
-            .zip(model_manager::memory::process_rss_bytes())
-            .map_or(0, |(b, a)| a.saturating_sub(b));
-        let file_bytes = std::fs::metadata(path)
-            .map_err(|e| EngineError::io(path, e))?
-            .len();
         Ok(Self {
             engine: Mutex::new(engine),
             info,
-            bytes: grown.max(file_bytes),
+            bytes,
         })
     }
 

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use crate::audio::TARGET_RATE;
 use crate::error::EngineError;
-use crate::file_loader::{file_size, load_file};
+use crate::file_loader::{file_size, load_file, load_measured};
 use crate::onnx_runtime::ensure_runtime;
 
 /// Samples per window at 16 kHz (one of the sizes Silero v4 was trained on).
@@ -65,18 +65,16 @@ impl SileroVad {
     /// Loads the model (checking ONNX Runtime first).
     pub fn load(path: &Path) -> Result<Self, EngineError> {
         ensure_runtime()?;
-        let file_bytes = std::fs::metadata(path)
-            .map_err(|e| EngineError::io(path, e))?
-            .len();
         let invalid = |reason: String| EngineError::InvalidWeights {
             path: path.to_path_buf(),
             expected: "Silero VAD (ONNX)".into(),
             reason,
         };
-        let before = model_manager::memory::process_rss_bytes();
-        let session = Session::builder()
-            .and_then(|b| b.with_intra_threads(1)?.commit_from_file(path))
-            .map_err(|e| invalid(e.to_string()))?;
+        let (session, bytes) = load_measured(path, || {
+            Session::builder()
+                .and_then(|b| b.with_intra_threads(1)?.commit_from_file(path))
+                .map_err(|e| invalid(e.to_string()))
+        })?;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for needed in ["input", "sr", "h", "c"] {
             if !names.contains(&needed) {
@@ -85,13 +83,9 @@ impl SileroVad {
                 )));
             }
         }
-        // Measured: what creating the session added to the process (at least the file).
-        let grown = before
-            .zip(model_manager::memory::process_rss_bytes())
-            .map_or(0, |(b, a)| a.saturating_sub(b));
         Ok(Self {
             session: Mutex::new(session),
-            bytes: grown.max(file_bytes),
+            bytes,
         })
     }
 
