@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use engines::audio::{decode_file, TARGET_RATE};
 use engines::speech::{word_error_rate, TranscribeOptions, WhisperLoader, WhisperModel};
 use engines::vad::SileroVad;
-use fixtures::fixture;
+use fixtures::{fixture, padded_with_silence};
 use model_manager::{ModelKey, ModelManager, ModelSpec, ModelState};
 
 const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
@@ -30,6 +30,12 @@ fn whisper_manager() -> (ModelManager, ModelKey) {
     (manager, key)
 }
 
+/// Asserts the bar: at most 10 % word error rate against `reference`.
+fn assert_wer_at_most_10(reference: &str, text: &str, label: &str) {
+    let wer = word_error_rate(reference, text);
+    assert!(wer <= 0.10, "{label} WER {:.1}%: {text:?}", wer * 100.0);
+}
+
 fn english() -> TranscribeOptions {
     TranscribeOptions {
         language: Some("en".into()),
@@ -43,13 +49,7 @@ fn beckett_is_transcribed_within_ten_percent_word_error() {
     let transcript = whisper()
         .transcribe(&audio.samples, &english(), None)
         .expect("transcribes");
-    let wer = word_error_rate(BECKETT, &transcript.text);
-    assert!(
-        wer <= 0.10,
-        "WER {:.1}%: {:?}",
-        wer * 100.0,
-        transcript.text
-    );
+    assert_wer_at_most_10(BECKETT, &transcript.text, "");
     assert!(!transcript.segments.is_empty());
     let last = transcript.segments.last().expect("segments");
     assert!(last.end <= audio.duration().as_secs_f32() + 0.5, "{last:?}");
@@ -77,13 +77,7 @@ fn flac_ogg_and_mp3_at_any_rate_decode_and_transcribe_alike() {
         let transcript = whisper()
             .transcribe(&audio.samples, &english(), None)
             .expect("transcribes");
-        let wer = word_error_rate(BECKETT, &transcript.text);
-        assert!(
-            wer <= 0.10,
-            "{name}: WER {:.1}%: {:?}",
-            wer * 100.0,
-            transcript.text
-        );
+        assert_wer_at_most_10(BECKETT, &transcript.text, name);
     }
     let stereo = decode_file(&fixture("beckett-44k-stereo.mp3")).expect("decodes");
     assert_eq!((stereo.source_rate, stereo.source_channels), (44_100, 2));
@@ -101,13 +95,7 @@ fn synthetic_espeak_speech_is_transcribed_too() {
         .expect("transcribes");
     let sentence =
         std::fs::read_to_string(fixture("espeak.txt")).expect("the sentence espeak said");
-    let wer = word_error_rate(&sentence, &transcript.text);
-    assert!(
-        wer <= 0.10,
-        "WER {:.1}%: {:?}",
-        wer * 100.0,
-        transcript.text
-    );
+    assert_wer_at_most_10(&sentence, &transcript.text, "");
 }
 
 /// German is transcribed as German when asked, and translated into English when asked. The
@@ -153,20 +141,11 @@ fn vad_trims_padding_and_timestamps_stay_on_the_original_audio() {
     let speech = decode_file(&fixture("beckett.wav"))
         .expect("decodes")
         .samples;
-    let pad = 3 * TARGET_RATE as usize;
-    let mut padded = vec![0.0f32; pad];
-    padded.extend_from_slice(&speech);
-    padded.extend(std::iter::repeat_n(0.0, pad));
+    let padded = padded_with_silence(&speech, 3);
     let transcript = whisper()
         .transcribe(&padded, &english(), Some(&vad))
         .expect("transcribes");
-    let wer = word_error_rate(BECKETT, &transcript.text);
-    assert!(
-        wer <= 0.10,
-        "WER {:.1}%: {:?}",
-        wer * 100.0,
-        transcript.text
-    );
+    assert_wer_at_most_10(BECKETT, &transcript.text, "");
     let total = padded.len() as f32 / TARGET_RATE as f32;
     assert!(
         transcript.speech_seconds < total - 5.0,
@@ -210,11 +189,7 @@ fn whisper_is_loaded_used_and_freed_through_the_manager() {
         let transcript = model
             .transcribe(&audio.samples, &english(), None)
             .expect("transcribes");
-        assert!(
-            word_error_rate(BECKETT, &transcript.text) <= 0.10,
-            "{}",
-            transcript.text
-        );
+        assert_wer_at_most_10(BECKETT, &transcript.text, "through the manager");
     }
     let status = manager.status();
     let resident = status.models[0].resident_bytes.expect("loaded");
@@ -261,9 +236,5 @@ fn the_language_is_detected_when_none_is_given() {
     let auto = whisper()
         .transcribe(&audio.samples, &TranscribeOptions::default(), None)
         .expect("detects");
-    assert!(
-        word_error_rate(BECKETT, &auto.text) <= 0.10,
-        "{}",
-        auto.text
-    );
+    assert_wer_at_most_10(BECKETT, &auto.text, "language detected");
 }

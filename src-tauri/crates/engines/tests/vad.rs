@@ -10,7 +10,7 @@ use std::sync::Arc;
 use engines::audio::{decode_file, TARGET_RATE};
 use engines::onnx_runtime::{find_runtime, library_version};
 use engines::vad::{SileroVad, VadLoader, VadOptions};
-use fixtures::fixture;
+use fixtures::{fixture, padded_with_silence};
 use model_manager::{ModelKey, ModelManager, ModelSpec};
 
 #[test]
@@ -58,11 +58,7 @@ fn padded_beckett() -> (Vec<f32>, usize) {
     let speech = decode_file(&fixture("beckett.wav"))
         .expect("decodes")
         .samples;
-    let pad = 2 * TARGET_RATE as usize;
-    let mut padded = vec![0.0f32; pad];
-    padded.extend_from_slice(&speech);
-    padded.extend(std::iter::repeat_n(0.0, pad));
-    (padded, speech.len())
+    (padded_with_silence(&speech, 2), speech.len())
 }
 
 #[test]
