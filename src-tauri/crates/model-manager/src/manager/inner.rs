@@ -377,13 +377,20 @@ impl Inner {
         self.activity.min_idle_timeout.store(shortest, SeqCst);
     }
 
-    /// Keeps the hot path's "the last release must unload" flag true to the config and state.
-    pub(crate) fn refresh_release_flag(&self, idx: usize) {
+    /// The unload the end of `idx`'s last lease triggers, if any: one that waited for the
+    /// lease, else the immediate strategy's (unless pinned).
+    fn unload_on_release(&self, idx: usize) -> Option<TransitionReason> {
         let slot = &self.slots[idx];
         let immediate = self.config.strategy_for(&slot.key) == Strategy::Immediate
             && !self.config.is_pinned(&slot.key);
-        let flag = slot.pending_unload.is_some() || immediate;
-        slot.hot.unload_on_release.store(flag, SeqCst);
+        slot.pending_unload
+            .or(immediate.then_some(TransitionReason::Immediate))
+    }
+
+    /// Keeps the hot path's "the last release must unload" flag true to the config and state.
+    pub(crate) fn refresh_release_flag(&self, idx: usize) {
+        let flag = self.unload_on_release(idx).is_some();
+        self.slots[idx].hot.unload_on_release.store(flag, SeqCst);
     }
 
     /// Lets new leases take `idx`'s model without the lock (it just loaded).
@@ -552,15 +559,7 @@ impl Inner {
         if self.slots[idx].hot.leases() > 0 {
             return None; // taken again meanwhile
         }
-        let key = &self.slots[idx].key;
-        let immediate =
-            self.config.strategy_for(key) == Strategy::Immediate && !self.config.is_pinned(key);
-        let reason = match self.slots[idx].pending_unload {
-            Some(reason) => Some(reason),
-            None if immediate => Some(TransitionReason::Immediate),
-            None => None,
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = self.unload_on_release(idx) {
             return self.begin_unload(idx, reason);
         }
         // The idle clock starts now; in global scope it restarts for every model.
