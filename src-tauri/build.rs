@@ -1,0 +1,5 @@
+//! Build script: generates the Tauri context (config, capabilities, icons).
+
+fn main() {
+    tauri_build::build()
+}

@@ -1,0 +1,21 @@
+//! Thin command wrappers, one screen each: parse, hand the work to a manager off the async
+//! runtime ([`blocking`]), return typed results or [`crate::error::CommandError`]s.
+//! Every command is typed through tauri-specta, except the two that move raw bytes
+//! ([`transcription::transcribe_audio`] in, [`segmentation::mask_png`] out) which tauri-specta
+//! cannot express as raw IPC bodies; their names and types are exported with the bindings.
+
+pub mod models;
+pub mod segmentation;
+pub mod settings;
+pub mod transcription;
+
+use crate::error::{CommandError, CommandResult};
+
+/// Runs `work` on the blocking pool so the UI never waits on inference or disk.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> CommandResult<T> + Send + 'static,
+) -> CommandResult<T> {
+    tauri::async_runtime::spawn_blocking(work)
+        .await
+        .map_err(|e| CommandError::internal(format!("the request stopped unexpectedly: {e}")))?
+}

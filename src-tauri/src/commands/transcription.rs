@@ -1,0 +1,56 @@
+//! Speech-to-text commands: `transcribe` (a file the user picked) and the raw-body
+//! `transcribe_audio` (a recording, sent as bytes with its settings in a header).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tauri::ipc::{InvokeBody, Request};
+use tauri::State;
+
+use super::blocking;
+use crate::error::{CommandError, CommandResult};
+use crate::managers::transcription::{TranscribeSettings, Transcription, TranscriptionManager};
+
+/// The header carrying `transcribe_audio`'s settings as JSON.
+pub const SETTINGS_HEADER: &str = "x-dormouse-transcribe";
+
+/// Transcribes the audio file at `path`.
+#[tauri::command]
+#[specta::specta]
+pub async fn transcribe(
+    manager: State<'_, Arc<TranscriptionManager>>,
+    path: String,
+    settings: TranscribeSettings,
+) -> CommandResult<Transcription> {
+    let manager = manager.inner().clone();
+    blocking(move || manager.transcribe_file(&PathBuf::from(path), &settings)).await
+}
+
+/// Transcribes a recording sent as the raw request body (WAV or any supported format),
+/// with [`TranscribeSettings`] as JSON in the `x-dormouse-transcribe` header.
+#[tauri::command]
+pub async fn transcribe_audio(
+    manager: State<'_, Arc<TranscriptionManager>>,
+    request: Request<'_>,
+) -> CommandResult<Transcription> {
+    let InvokeBody::Raw(bytes) = request.body() else {
+        return Err(CommandError::invalid_input(
+            "the recording must be sent as raw bytes (an ArrayBuffer or Uint8Array)",
+        ));
+    };
+    let settings = match request.headers().get(SETTINGS_HEADER) {
+        None => TranscribeSettings::default(),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| serde_json::from_str(v).ok())
+            .ok_or_else(|| {
+                CommandError::invalid_input(format!(
+                    "the {SETTINGS_HEADER} header is not valid settings JSON"
+                ))
+            })?,
+    };
+    let bytes = bytes.clone();
+    let manager = manager.inner().clone();
+    blocking(move || manager.transcribe_bytes(bytes, &settings)).await
+}

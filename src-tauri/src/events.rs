@@ -1,0 +1,90 @@
+//! Typed events pushed to the front end (through tauri-specta), and the forwarder thread
+//! that turns the lifecycle core's subscription into them. Nothing polls: every status
+//! change, load progress and unload arrives here as it happens.
+
+use std::collections::HashMap;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use model_manager::ManagerEvent;
+use serde::{Deserialize, Serialize};
+use specta::Type;
+use tauri::{AppHandle, Runtime};
+use tauri_specta::Event;
+
+use crate::catalog::Slot;
+use crate::managers::models::{ModelsManager, SettingsView};
+use crate::views::{ModelStatusView, StatusView, UnloadSummary, UnloadedView};
+
+/// A model's status changed (state, memory, deadline, leases, error...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
+pub struct ModelStatusChanged(pub ModelStatusView);
+
+/// A load in flight progressed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
+pub struct ModelLoadProgress {
+    /// The slot loading.
+    pub slot: Slot,
+    /// Fraction done, 0–1.
+    pub progress: f32,
+}
+
+/// A model was unloaded (idle timeout, button, tray, memory, quit), with what it freed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
+pub struct ModelUnloaded(pub UnloadedView);
+
+/// The settings changed (from this window or another).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
+pub struct SettingsChanged(pub SettingsView);
+
+/// The tray's "Unload models" ran; the window shows what it freed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
+pub struct TrayUnloaded(pub UnloadSummary);
+
+/// Forwards the core's events to the front end until the core goes away, calling
+/// `on_status` after each model change (the tray follows it).
+pub fn spawn_forwarder<R: Runtime>(
+    app: AppHandle<R>,
+    models: Arc<ModelsManager>,
+    events: Receiver<ManagerEvent>,
+    on_status: impl Fn(&StatusView) + Send + 'static,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("dormouse-events".into())
+        .spawn(move || {
+            let mut last_unload_seen: HashMap<Slot, u64> = HashMap::new();
+            for event in events {
+                let sent = match event {
+                    ManagerEvent::Model(status) => {
+                        let Some(view) = models.model_event_view(&status) else {
+                            continue;
+                        };
+                        if let Some(unload) = &view.last_unload {
+                            let seen = last_unload_seen.entry(view.slot).or_insert(0);
+                            if unload.at_ms > *seen {
+                                *seen = unload.at_ms;
+                                if let Err(error) = ModelUnloaded(unload.clone()).emit(&app) {
+                                    tracing::warn!(%error, "could not emit ModelUnloaded");
+                                }
+                            }
+                        }
+                        let sent = ModelStatusChanged(view).emit(&app);
+                        on_status(&models.status());
+                        sent
+                    }
+                    ManagerEvent::LoadProgress { key, progress, .. } => {
+                        match Slot::from_key(&key) {
+                            Some(slot) => ModelLoadProgress { slot, progress }.emit(&app),
+                            None => Ok(()),
+                        }
+                    }
+                    ManagerEvent::Transition { .. } | ManagerEvent::Config(_) => Ok(()),
+                };
+                if let Err(error) = sent {
+                    tracing::warn!(%error, "could not emit a status event");
+                }
+            }
+            tracing::debug!("event forwarder stopped: the model manager is gone");
+        })
+        .map(drop)
+}

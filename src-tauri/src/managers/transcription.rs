@@ -1,0 +1,184 @@
+//! [`TranscriptionManager`] owns speech-to-text requests: decode the audio first (bad input
+//! never loads a model), take leases on Whisper and the VAD through the [`ModelsManager`],
+//! transcribe, and report the text with measured timings.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use engines::audio::{self, DecodedAudio};
+use engines::speech::{TranscribeOptions, WhisperModel};
+use engines::vad::SileroVad;
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use crate::catalog::Slot;
+use crate::error::{CommandError, CommandResult};
+use crate::managers::models::{ModelsManager, RequestTimings};
+
+/// What the user asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(default)]
+pub struct TranscribeSettings {
+    /// Spoken language (`"en"`, `"de"`, ...); `null` detects it.
+    pub language: Option<String>,
+    /// Translate into English.
+    pub translate: bool,
+    /// Skip silence with the voice-activity detector (on unless `false`).
+    pub skip_silence: Option<bool>,
+}
+
+/// A stretch of speech with its time in the original audio.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct TranscriptSegment {
+    /// Start, seconds.
+    pub start: f32,
+    /// End, seconds.
+    pub end: f32,
+    /// What was said.
+    pub text: String,
+}
+
+/// The result of a transcription.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct Transcription {
+    /// All the text.
+    pub text: String,
+    /// Timed segments.
+    pub segments: Vec<TranscriptSegment>,
+    /// Length of the audio, seconds.
+    pub audio_seconds: f32,
+    /// Seconds that reached the model after silence was skipped.
+    pub speech_seconds: f32,
+    /// The model that transcribed it.
+    pub model_id: String,
+    /// Whether silence was skipped with the VAD.
+    pub skipped_silence: bool,
+    /// Time spent decoding the audio, µs.
+    pub decode_us: u64,
+    /// Waiting for the model and running it.
+    pub timings: RequestTimings,
+    /// Things worth knowing (a truncated file, a VAD that could not run...).
+    pub warnings: Vec<String>,
+}
+
+/// Owner of transcription requests.
+pub struct TranscriptionManager {
+    models: Arc<ModelsManager>,
+}
+
+impl TranscriptionManager {
+    /// A manager using `models`.
+    pub fn new(models: Arc<ModelsManager>) -> Self {
+        Self { models }
+    }
+
+    /// Transcribes the audio file at `path` (WAV, FLAC, MP3, OGG/Vorbis).
+    pub fn transcribe_file(
+        &self,
+        path: &Path,
+        settings: &TranscribeSettings,
+    ) -> CommandResult<Transcription> {
+        if !path.is_file() {
+            return Err(CommandError::FileNotFound {
+                path: path.display().to_string(),
+                message: format!("{} does not exist or is not a file", path.display()),
+            });
+        }
+        let started = Instant::now();
+        let audio = audio::decode_file(path)?;
+        self.run(audio, started, settings)
+    }
+
+    /// Transcribes audio held in memory (a recording, as a WAV or any supported format).
+    pub fn transcribe_bytes(
+        &self,
+        bytes: Vec<u8>,
+        settings: &TranscribeSettings,
+    ) -> CommandResult<Transcription> {
+        let started = Instant::now();
+        let audio = audio::decode_bytes(bytes, "the recording", None)?;
+        self.run(audio, started, settings)
+    }
+
+    fn run(
+        &self,
+        audio: DecodedAudio,
+        started: Instant,
+        settings: &TranscribeSettings,
+    ) -> CommandResult<Transcription> {
+        let decode_us = crate::views::micros(started.elapsed());
+        if let Some(language) = &settings.language {
+            let ok = (2..=3).contains(&language.len())
+                && language.chars().all(|c| c.is_ascii_lowercase());
+            if !ok {
+                return Err(CommandError::invalid_input(format!(
+                    "{language:?} is not a language code (use two letters such as \"en\" or \"de\")"
+                )));
+            }
+        }
+        let mut warnings = Vec::new();
+        if audio.truncated {
+            warnings.push("The audio file ended early; what was there was transcribed.".to_owned());
+        }
+        let audio_seconds = audio.duration().as_secs_f32();
+        let used = self.models.use_model(Slot::Transcription)?;
+        let skip_silence = settings.skip_silence.unwrap_or(true);
+        let vad_use = if skip_silence && !audio.samples.is_empty() {
+            match self.models.use_model(Slot::Vad) {
+                Ok(vad) => Some(vad),
+                Err(error) => {
+                    warnings.push(format!("Silence was not skipped: {}", error.message()));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let whisper = used.lease.downcast::<WhisperModel>().ok_or_else(|| {
+            CommandError::internal("the transcription slot holds no Whisper model")
+        })?;
+        let vad = vad_use
+            .as_ref()
+            .and_then(|v| v.lease.downcast::<SileroVad>());
+        let options = TranscribeOptions {
+            language: settings.language.clone(),
+            translate: settings.translate,
+            ..TranscribeOptions::default()
+        };
+        let model_id = used.lease.key().to_string();
+        let result = whisper.transcribe(&audio.samples, &options, vad);
+        let skipped_silence = vad.is_some();
+        if let Some(vad_use) = vad_use {
+            self.models.finish_use(vad_use);
+        }
+        let model_id = self
+            .models
+            .status()
+            .models
+            .into_iter()
+            .find(|m| m.slot == Slot::Transcription)
+            .map_or(model_id, |m| m.model_id);
+        let timings = self.models.finish_use(used);
+        let transcript = result?;
+        Ok(Transcription {
+            text: transcript.text,
+            segments: transcript
+                .segments
+                .into_iter()
+                .map(|s| TranscriptSegment {
+                    start: s.start,
+                    end: s.end,
+                    text: s.text,
+                })
+                .collect(),
+            audio_seconds,
+            speech_seconds: transcript.speech_seconds,
+            model_id,
+            skipped_silence,
+            decode_us,
+            timings,
+            warnings,
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The system tray: a line per model with its state and memory, "Unload models" (enabled only
+//! while something is loaded; it then shows what it freed), "Open Dormouse" and "Quit".
+//! It follows the status events; it never polls.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Manager, Runtime};
+use tauri_specta::Event;
+
+use crate::catalog::Slot;
+use crate::events::TrayUnloaded;
+use crate::managers::models::ModelsManager;
+use crate::views::{ModelStateView, ModelStatusView, StatusView};
+
+const UNLOAD: &str = "unload-models";
+const OPEN: &str = "open-dormouse";
+const QUIT: &str = "quit";
+
+/// The tray icon and the menu items it updates.
+pub struct Tray<R: Runtime> {
+    icon: TrayIcon<R>,
+    lines: BTreeMap<Slot, MenuItem<R>>,
+    unload: MenuItem<R>,
+}
+
+/// Megabytes for people.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.0} MB", bytes as f64 / 1_000_000.0)
+}
+
+/// The tray line of one model.
+pub fn line(model: &ModelStatusView) -> String {
+    let state = match model.state {
+        ModelStateView::Unloaded => "not loaded".to_owned(),
+        ModelStateView::Loading => match model.load_progress {
+            Some(p) => format!("loading {:.0}%", p * 100.0),
+            None => "loading".to_owned(),
+        },
+        ModelStateView::Loaded => match model.resident_bytes {
+            Some(b) => format!("loaded · {}", megabytes(b)),
+            None => "loaded".to_owned(),
+        },
+        ModelStateView::Unloading => "unloading".to_owned(),
+        ModelStateView::Failed => "failed to load".to_owned(),
+    };
+    format!("{} — {state}", model.display_name)
+}
+
+impl<R: Runtime> Tray<R> {
+    /// Builds the tray for `app`.
+    pub fn build(app: &AppHandle<R>, models: Arc<ModelsManager>) -> tauri::Result<Arc<Self>> {
+        let status = models.status();
+        let mut lines = BTreeMap::new();
+        for model in &status.models {
+            lines.insert(
+                model.slot,
+                MenuItem::new(app, line(model), false, None::<&str>)?,
+            );
+        }
+        let unload = MenuItem::with_id(app, UNLOAD, "Unload models", false, None::<&str>)?;
+        let open = MenuItem::with_id(app, OPEN, "Open Dormouse", true, None::<&str>)?;
+        let quit = MenuItem::with_id(app, QUIT, "Quit", true, None::<&str>)?;
+        let separator = PredefinedMenuItem::separator(app)?;
+        let menu = Menu::new(app)?;
+        for item in lines.values() {
+            menu.append(item)?;
+        }
+        menu.append(&separator)?;
+        menu.append(&unload)?;
+        menu.append(&open)?;
+        menu.append(&quit)?;
+        let mut builder = TrayIconBuilder::with_id("dormouse")
+            .menu(&menu)
+            .tooltip("Dormouse — no models loaded")
+            .show_menu_on_left_click(true);
+        if let Some(icon) = app.default_window_icon() {
+            builder = builder.icon(icon.clone());
+        }
+        let icon = builder
+            .on_menu_event(move |app, event| match event.id().as_ref() {
+                UNLOAD => {
+                    let models = models.clone();
+                    let app = app.clone();
+                    std::thread::spawn(move || match models.unload(None) {
+                        Ok(summary) => {
+                            if let Err(error) = TrayUnloaded(summary).emit(&app) {
+                                tracing::warn!(%error, "could not tell the window what the tray unloaded");
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "tray unload failed"),
+                    });
+                }
+                OPEN => {
+                    if let Some(window) = app.get_webview_window("main") {
+                        let _ = window.unminimize();
+                        let _ = window.show();
+                        let _ = window.set_focus();
+                    }
+                }
+                QUIT => app.exit(0),
+                _ => {}
+            })
+            .build(app)?;
+        let tray = Arc::new(Self {
+            icon,
+            lines,
+            unload,
+        });
+        tray.update(&status);
+        Ok(tray)
+    }
+
+    /// Shows `status` in the menu and tooltip.
+    pub fn update(&self, status: &StatusView) {
+        for model in &status.models {
+            if let Some(item) = self.lines.get(&model.slot) {
+                let _ = item.set_text(line(model));
+            }
+        }
+        let loaded: Vec<&ModelStatusView> = status
+            .models
+            .iter()
+            .filter(|m| m.state == ModelStateView::Loaded)
+            .collect();
+        let _ = self.unload.set_enabled(!loaded.is_empty());
+        let tooltip = if loaded.is_empty() {
+            "Dormouse — no models loaded".to_owned()
+        } else {
+            format!(
+                "Dormouse — {} loaded ({})",
+                loaded
+                    .iter()
+                    .map(|m| m.display_name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                megabytes(status.total_resident_bytes)
+            )
+        };
+        let _ = self.icon.set_tooltip(Some(tooltip));
+    }
+}

@@ -1,0 +1,289 @@
+//! User models: the validated [`UserModelId`] (it can never name a path outside the models
+//! folder), importing a user's weights file (validated first, then copied atomically into
+//! `models/user/`), and listing what is there.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use crate::catalog::Task;
+use crate::error::{CommandError, CommandResult};
+
+/// Longest user model id.
+const MAX_ID_LEN: usize = 64;
+
+/// The id of a user model: 1–64 of `a-z 0-9 _ -`, starting with a letter or digit. Nothing
+/// else is accepted, so an id never names a path outside the models folder.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Type)]
+#[serde(try_from = "String", into = "String")]
+#[specta(transparent)]
+pub struct UserModelId(String);
+
+impl UserModelId {
+    /// Validates `raw`.
+    pub fn new(raw: &str) -> CommandResult<Self> {
+        let ok = !raw.is_empty()
+            && raw.len() <= MAX_ID_LEN
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            && !raw.starts_with(['-', '_']);
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(CommandError::unknown_model(
+                raw,
+                format!("{raw:?} is not a valid user model id (use 1-64 of a-z, 0-9, '-' and '_')"),
+            ))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The model id shown in the status (`user:<id>`).
+    pub fn model_id(&self) -> String {
+        format!("user:{}", self.0)
+    }
+}
+
+impl TryFrom<String> for UserModelId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(&value).map_err(|e| e.message().to_owned())
+    }
+}
+
+impl From<UserModelId> for String {
+    fn from(id: UserModelId) -> Self {
+        id.0
+    }
+}
+
+/// What Dormouse records about an imported model (`<id>.json` beside its weights).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct UserModelMeta {
+    /// Its id.
+    pub id: UserModelId,
+    /// The task it serves.
+    pub task: Task,
+    /// Shown to the user.
+    pub display_name: String,
+    /// The file the user imported it from.
+    pub source_file: String,
+    /// When it was imported (ms since the Unix epoch).
+    pub imported_at_ms: u64,
+    /// Size of the weights file.
+    pub file_bytes: u64,
+}
+
+/// The user models folder and what it holds.
+#[derive(Clone, Debug)]
+pub struct UserModels {
+    dir: PathBuf,
+}
+
+impl UserModels {
+    /// The folder `models/user`.
+    pub fn new(models_dir: &Path) -> Self {
+        Self {
+            dir: models_dir.join("user"),
+        }
+    }
+
+    /// Where the weights of `id` for `task` live.
+    pub fn weights_path(&self, id: &UserModelId, task: Task) -> PathBuf {
+        let ext = match task {
+            Task::Transcription => "bin",
+            Task::Segmentation => "safetensors",
+        };
+        self.dir.join(format!("{}.{ext}", id.as_str()))
+    }
+
+    fn meta_path(&self, id: &UserModelId) -> PathBuf {
+        self.dir.join(format!("{}.json", id.as_str()))
+    }
+
+    /// The metadata of `id`, if the model (metadata and weights) is installed.
+    pub fn get(&self, id: &UserModelId) -> Option<UserModelMeta> {
+        let meta: UserModelMeta =
+            serde_json::from_slice(&fs::read(self.meta_path(id)).ok()?).ok()?;
+        (meta.id == *id && self.weights_path(id, meta.task).is_file()).then_some(meta)
+    }
+
+    /// Every installed user model, sorted by id. Entries with a missing weights file or
+    /// unreadable metadata are skipped.
+    pub fn list(&self) -> Vec<UserModelMeta> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<UserModelMeta> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let id = UserModelId::new(name.strip_suffix(".json")?).ok()?;
+                self.get(&id)
+            })
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        found
+    }
+
+    /// Copies a validated weights file into the folder under a fresh id derived from
+    /// `display_name`, writing both files atomically. `validate` ran before; the copy is
+    /// checked against the original's size.
+    pub fn import(
+        &self,
+        source: &Path,
+        task: Task,
+        display_name: &str,
+    ) -> CommandResult<UserModelMeta> {
+        fs::create_dir_all(&self.dir).map_err(|e| {
+            CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
+        })?;
+        let id = self.fresh_id(display_name);
+        let target = self.weights_path(&id, task);
+        let bytes = copy_atomically(source, &target)?;
+        let meta = UserModelMeta {
+            id: id.clone(),
+            task,
+            display_name: display_name.to_owned(),
+            source_file: source.display().to_string(),
+            imported_at_ms: now_ms(),
+            file_bytes: bytes,
+        };
+        let json = serde_json::to_vec_pretty(&meta).map_err(CommandError::internal)?;
+        let meta_tmp = self.dir.join(format!(".{}.json.tmp", id.as_str()));
+        let written =
+            fs::write(&meta_tmp, json).and_then(|()| fs::rename(&meta_tmp, self.meta_path(&id)));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&meta_tmp);
+            let _ = fs::remove_file(&target);
+            return Err(CommandError::internal(format!(
+                "cannot record the imported model: {e}"
+            )));
+        }
+        Ok(meta)
+    }
+
+    fn fresh_id(&self, display_name: &str) -> UserModelId {
+        let mut base: String = display_name
+            .to_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        base = base.trim_matches('-').chars().take(40).collect();
+        if base.is_empty() {
+            base = "model".into();
+        }
+        (1..)
+            .map(|n| {
+                if n == 1 {
+                    base.clone()
+                } else {
+                    format!("{base}-{n}")
+                }
+            })
+            .filter_map(|candidate| UserModelId::new(&candidate).ok())
+            .find(|id| !self.meta_path(id).exists())
+            .unwrap_or_else(|| UserModelId(format!("model-{}", now_ms())))
+    }
+}
+
+/// Copies `source` to a temp file beside `target`, syncs it and renames it into place.
+fn copy_atomically(source: &Path, target: &Path) -> CommandResult<u64> {
+    let tmp = target.with_extension("partial");
+    let result = (|| -> std::io::Result<u64> {
+        let mut from = fs::File::open(source)?;
+        let mut to = fs::File::create(&tmp)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = from.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            to.write_all(&buf[..n])?;
+            total += n as u64;
+        }
+        to.sync_all()?;
+        if total != fs::metadata(source)?.len() {
+            return Err(std::io::Error::other(
+                "the file changed while it was copied",
+            ));
+        }
+        fs::rename(&tmp, target)?;
+        Ok(total)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        CommandError::internal(format!(
+            "could not copy {} into the models folder: {e}",
+            source.display()
+        ))
+    })
+}
+
+fn now_ms() -> u64 {
+    crate::views::epoch_ms(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_escape_the_folder() {
+        for bad in [
+            "",
+            "../etc",
+            "a/b",
+            "..",
+            ".hidden",
+            "UPPER",
+            "-x",
+            "a b",
+            "x\0y",
+            &"a".repeat(65),
+        ] {
+            assert!(UserModelId::new(bad).is_err(), "{bad:?}");
+        }
+        for ok in ["cells", "leaf-v2", "a_1"] {
+            assert_eq!(UserModelId::new(ok).expect("valid").as_str(), ok);
+        }
+        assert!(serde_json::from_str::<UserModelId>("\"../../x\"").is_err());
+    }
+
+    #[test]
+    fn import_copies_lists_and_dedupes_ids() {
+        let dir = tempfile::tempdir().expect("temp");
+        let src = dir.path().join("weights.bin");
+        fs::write(&src, b"0123456789").expect("write");
+        let models = UserModels::new(&dir.path().join("models"));
+        let a = models
+            .import(&src, Task::Transcription, "My Voice!")
+            .expect("import");
+        let b = models
+            .import(&src, Task::Transcription, "My Voice!")
+            .expect("import");
+        assert_eq!(a.id.as_str(), "my-voice");
+        assert_eq!(b.id.as_str(), "my-voice-2");
+        assert_eq!(models.list().len(), 2);
+        assert_eq!(
+            fs::read(models.weights_path(&a.id, Task::Transcription)).expect("copy"),
+            b"0123456789"
+        );
+        fs::remove_file(models.weights_path(&a.id, Task::Transcription)).expect("rm");
+        assert!(
+            models.get(&a.id).is_none(),
+            "a model without weights is not installed"
+        );
+        assert_eq!(models.list().len(), 1);
+    }
+}

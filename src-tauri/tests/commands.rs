@@ -1,0 +1,449 @@
+//! Every command through Tauri's IPC on the mock runtime, with real models: good input,
+//! bad input (missing file, corrupt model, path-traversal id, out-of-range config, empty
+//! audio) and the persistence rules (restart with a user model, with its file deleted, with
+//! a corrupt settings file, with environment overrides).
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{fixture, install_models, sam_tiny_weights, write_square_png, TestApp};
+use tauri::Manager;
+
+const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
+
+fn wer(hypothesis: &str) -> f32 {
+    engines::speech::word_error_rate(BECKETT, hypothesis)
+}
+
+#[test]
+fn status_info_and_list_never_load_anything() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let app = TestApp::start(dir.path(), &[]);
+    let status: Value = app.ok("get_model_status", json!({}));
+    let slots: Vec<&str> = status["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["slot"].as_str().expect("slot"))
+        .collect();
+    assert_eq!(slots, ["transcription", "segmentation", "vad"]);
+    let info: Value = app.ok("get_model_info", json!({ "modelId": "whisper-base" }));
+    assert_eq!(info["installed"], true);
+    assert_eq!(info["active"], true);
+    assert_eq!(info["memory_measured"], false);
+    let vit_b: Value = app.ok("get_model_info", json!({ "modelId": "sam-vit-b" }));
+    assert_eq!(vit_b["installed"], false);
+    let list: Vec<Value> = app.ok("list_models", json!({}));
+    assert!(list
+        .iter()
+        .any(|m| m["id"] == "sam-tiny" && m["installed"] == true));
+    let (kind, _) = app.err("get_model_info", json!({ "modelId": "gpt-5" }));
+    assert_eq!(kind, "unknown_model");
+    for slot in ["transcription", "segmentation", "vad"] {
+        assert_eq!(
+            app.state(slot),
+            "unloaded",
+            "{slot} was loaded by a status call"
+        );
+        assert!(
+            app.model(slot)["last_used_ms"].is_null(),
+            "a status call counted as activity"
+        );
+    }
+}
+
+#[test]
+fn transcribe_a_file_then_unload_reports_what_was_freed() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), false);
+    let app = TestApp::start(dir.path(), &[]);
+    let result: Value = app.ok(
+        "transcribe",
+        json!({ "path": fixture("beckett.wav"), "settings": { "language": "en" } }),
+    );
+    let text = result["text"].as_str().expect("text");
+    assert!(wer(text) <= 0.10, "WER too high for {text:?}");
+    assert_eq!(result["timings"]["cold"], true);
+    assert_eq!(result["skipped_silence"], true);
+    let segments = result["segments"].as_array().expect("segments");
+    assert!(!segments.is_empty());
+    let audio_seconds = result["audio_seconds"].as_f64().expect("length");
+    assert!(
+        segments
+            .iter()
+            .all(|s| s["end"].as_f64().expect("end") <= audio_seconds + 0.01),
+        "{segments:?}"
+    );
+    let model = app.model("transcription");
+    assert_eq!(model["state"], "loaded");
+    assert!(model["resident_bytes"].as_u64().expect("measured") > 50_000_000);
+    assert!(
+        model["last_request"]["inference_us"]
+            .as_u64()
+            .expect("timed")
+            > 0
+    );
+    assert_eq!(app.state("vad"), "loaded");
+
+    let again: Value = app.ok(
+        "transcribe",
+        json!({ "path": fixture("beckett.wav"), "settings": {} }),
+    );
+    assert_eq!(
+        again["timings"]["cold"], false,
+        "the second request found the model warm"
+    );
+
+    let summary: Value = app.ok("manually_unload_model", json!({ "slot": null }));
+    let unloaded: Vec<&str> = summary["unloaded"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|u| u["display_name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(unloaded, ["Whisper base", "Silero VAD"]);
+    assert!(summary["total_freed_bytes"].as_u64().expect("bytes") > 0);
+    assert_eq!(app.state("transcription"), "unloaded");
+    let nothing: Value = app.ok("manually_unload_model", json!({ "slot": null }));
+    assert_eq!(nothing["unloaded"], json!([]));
+}
+
+#[test]
+fn transcribe_a_recording_sent_as_raw_bytes() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), false);
+    let app = TestApp::start(dir.path(), &[]);
+    let wav = std::fs::read(fixture("beckett.wav")).expect("wav");
+    let body = app
+        .invoke_raw(
+            "transcribe_audio",
+            wav,
+            &[("x-dormouse-transcribe", r#"{"skip_silence":false}"#)],
+        )
+        .expect("transcribed");
+    let result: Value = body.deserialize().expect("json");
+    assert!(
+        wer(result["text"].as_str().expect("text")) <= 0.10,
+        "{result}"
+    );
+    assert_eq!(result["skipped_silence"], false);
+
+    let empty = app
+        .invoke_raw("transcribe_audio", Vec::new(), &[])
+        .expect_err("empty");
+    assert_eq!(empty["kind"], "invalid_input", "{empty}");
+    let bad_header = app
+        .invoke_raw(
+            "transcribe_audio",
+            vec![1, 2, 3],
+            &[("x-dormouse-transcribe", "{nope")],
+        )
+        .expect_err("bad header");
+    assert_eq!(bad_header["kind"], "invalid_input");
+    let (kind, _) = app.err("transcribe_audio", json!({ "audio": [1, 2, 3] }));
+    assert_eq!(kind, "invalid_input", "JSON instead of raw bytes");
+}
+
+#[test]
+fn bad_audio_is_a_clear_error_and_loads_nothing() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), false);
+    let app = TestApp::start(dir.path(), &[]);
+    let (kind, err) = app.err(
+        "transcribe",
+        json!({ "path": "/nonexistent/x.wav", "settings": {} }),
+    );
+    assert_eq!(kind, "file_not_found", "{err}");
+    let corrupt = dir.path().join("corrupt.wav");
+    std::fs::write(&corrupt, b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk").expect("write");
+    let empty = dir.path().join("empty.mp3");
+    std::fs::write(&empty, b"").expect("write");
+    for path in [&corrupt, &empty] {
+        let (kind, err) = app.err("transcribe", json!({ "path": path, "settings": {} }));
+        assert_eq!(kind, "invalid_input", "{err}");
+        assert!(err["message"].as_str().expect("message").len() > 10);
+    }
+    let (kind, _) = app.err(
+        "transcribe",
+        json!({ "path": fixture("beckett.wav"), "settings": { "language": "../x" } }),
+    );
+    assert_eq!(kind, "invalid_input");
+    assert_eq!(
+        app.state("transcription"),
+        "unloaded",
+        "bad input must not load the model"
+    );
+}
+
+#[test]
+fn missing_models_are_named_with_where_they_belong() {
+    let dir = tempfile::tempdir().expect("temp");
+    let app = TestApp::start(dir.path(), &[]);
+    let (kind, err) = app.err(
+        "transcribe",
+        json!({ "path": fixture("beckett.wav"), "settings": {} }),
+    );
+    assert_eq!(kind, "model_not_installed", "{err}");
+    assert!(err["expected_path"]
+        .as_str()
+        .expect("path")
+        .ends_with("ggml-base.bin"));
+    let (kind, _) = app.err("warm_model", json!({ "task": "segmentation" }));
+    assert_eq!(kind, "model_not_installed");
+    let (kind, _) = app.err(
+        "set_model",
+        json!({ "task": "segmentation", "modelId": "sam-vit-b" }),
+    );
+    assert_eq!(kind, "model_not_installed");
+    let (kind, _) = app.err(
+        "set_model",
+        json!({ "task": "segmentation", "modelId": "whisper-base" }),
+    );
+    assert_eq!(
+        kind, "unknown_model",
+        "a transcription model cannot segment"
+    );
+}
+
+#[test]
+fn segment_returns_a_mask_and_reprompts_hit_the_cache() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let app = TestApp::start(dir.path(), &[]);
+    let image = dir.path().join("square.png");
+    write_square_png(&image, 64);
+    app.ok::<Value>("warm_model", json!({ "task": "segmentation" }));
+    let request = |x: f32| json!({ "request": { "image_path": image, "points": [{ "x": x, "y": 32.0, "foreground": true }], "bbox": null } });
+    let first: Value = app.ok("segment", request(32.0));
+    assert_eq!(
+        (first["width"].as_u64(), first["height"].as_u64()),
+        (Some(64), Some(64))
+    );
+    assert_eq!(first["embedding_cached"], false);
+    let second: Value = app.ok("segment", request(20.0));
+    assert_eq!(second["embedding_cached"], true);
+    let body = app.bytes("mask_png", json!({ "maskId": second["mask_id"] }));
+    assert_eq!(&body[..8], b"\x89PNG\r\n\x1a\n");
+    let decoded = image::load_from_memory(&body).expect("a PNG");
+    assert_eq!((decoded.width(), decoded.height()), (64, 64));
+
+    let (kind, _) = app.err(
+        "segment",
+        json!({ "request": { "image_path": image, "points": [], "bbox": null } }),
+    );
+    assert_eq!(kind, "invalid_input");
+    let (kind, _) = app.err("segment", json!({ "request": { "image_path": image, "points": [{ "x": 500.0, "y": 1.0, "foreground": true }], "bbox": null } }));
+    assert_eq!(kind, "invalid_input", "a point outside the image");
+    let (kind, _) = app.err("segment", json!({ "request": { "image_path": "/no/such.png", "points": [{ "x": 1.0, "y": 1.0, "foreground": true }], "bbox": null } }));
+    assert_eq!(kind, "file_not_found");
+    let (kind, _) = app.err("mask_png", json!({ "maskId": 9999 }));
+    assert_eq!(kind, "invalid_input");
+}
+
+#[test]
+fn memory_settings_are_validated_applied_and_persisted() {
+    let dir = tempfile::tempdir().expect("temp");
+    let app = TestApp::start(dir.path(), &[]);
+    let before: Value = app.ok("get_settings", json!({}));
+    let mut memory = before["settings"]["memory"].clone();
+    memory["custom_timeout_secs"] = json!(0);
+    let (kind, _) = app.err("update_model_config", json!({ "memory": memory }));
+    assert_eq!(kind, "invalid_setting");
+    memory["custom_timeout_secs"] = json!(600);
+    memory["memory_budget_mib"] = json!(1);
+    let (kind, _) = app.err("update_model_config", json!({ "memory": memory }));
+    assert_eq!(kind, "invalid_setting");
+    let unchanged: Value = app.ok("get_settings", json!({}));
+    assert_eq!(
+        unchanged["settings"], before["settings"],
+        "a refused change changed something"
+    );
+
+    let memory = json!({ "strategy": "custom", "custom_timeout_secs": 90, "timer_scope": "each_on_its_own", "pinned": ["transcription"], "memory_budget_mib": 2048 });
+    let after: Value = app.ok("update_model_config", json!({ "memory": memory }));
+    assert_eq!(after["settings"]["memory"], memory);
+    let patched: Value = app.ok(
+        "update_settings",
+        json!({ "patch": { "show_memory_usage": false, "preload_on_startup": true } }),
+    );
+    assert_eq!(patched["settings"]["show_memory_usage"], false);
+    assert_eq!(app.model("transcription")["pinned"], true);
+    let file = std::fs::read_to_string(app.paths.settings_file()).expect("saved");
+    assert!(file.contains("\"custom_timeout_secs\": 90"), "{file}");
+    drop(app);
+    let restarted = TestApp::start(dir.path(), &[]);
+    let reloaded: Value = restarted.ok("get_settings", json!({}));
+    assert_eq!(reloaded["settings"]["memory"], memory);
+    assert_eq!(reloaded["settings"]["preload_on_startup"], true);
+}
+
+#[test]
+fn env_overrides_win_at_startup_and_are_shown() {
+    let dir = tempfile::tempdir().expect("temp");
+    let app = TestApp::start(
+        dir.path(),
+        &[
+            ("MODEL_INACTIVITY_TIMEOUT", "3"),
+            ("MODEL_CHECK_INTERVAL", "0.5"),
+        ],
+    );
+    let settings: Value = app.ok("get_settings", json!({}));
+    assert_eq!(settings["env_overrides"]["inactivity_timeout_secs"], 3.0);
+    assert_eq!(settings["env_overrides"]["check_interval_secs"], 0.5);
+    assert_eq!(
+        app.app
+            .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>()
+            .core()
+            .config()
+            .strategy,
+        model_manager::Strategy::Custom(std::time::Duration::from_secs(3))
+    );
+    drop(app);
+    let bad = TestApp::start(dir.path(), &[("MODEL_INACTIVITY_TIMEOUT", "soon")]);
+    let settings: Value = bad.ok("get_settings", json!({}));
+    assert!(settings["env_overrides"]["inactivity_timeout_secs"].is_null());
+    assert_eq!(settings["notices"][0]["kind"], "env_ignored");
+}
+
+#[test]
+fn a_corrupt_settings_file_is_moved_aside_and_defaults_used() {
+    let dir = tempfile::tempdir().expect("temp");
+    std::fs::create_dir_all(dir.path().join("config")).expect("dir");
+    std::fs::write(
+        dir.path().join("config/settings.json"),
+        "{\"schema_version\": 1, \"memory\": ",
+    )
+    .expect("write");
+    let app = TestApp::start(dir.path(), &[]);
+    let settings: Value = app.ok("get_settings", json!({}));
+    assert_eq!(settings["notices"][0]["kind"], "settings_reset");
+    assert_eq!(settings["settings"]["memory"]["strategy"], "auto");
+    let kept = std::fs::read_dir(dir.path().join("config"))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("settings.json.corrupt-")
+        });
+    assert!(kept, "the unreadable file was not kept");
+}
+
+#[test]
+fn user_models_import_activate_survive_restart_and_fall_back_when_deleted() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let corrupt = dir.path().join("broken.safetensors");
+    std::fs::write(&corrupt, b"not weights at all").expect("write");
+    let app = TestApp::start(dir.path(), &[]);
+    let (kind, err) = app.err(
+        "import_model",
+        json!({ "path": corrupt, "displayName": "Broken" }),
+    );
+    assert_eq!(kind, "invalid_model", "{err}");
+    assert!(
+        !dir.path().join("models/user").exists()
+            || std::fs::read_dir(dir.path().join("models/user"))
+                .expect("dir")
+                .next()
+                .is_none(),
+        "nothing was copied"
+    );
+    let (kind, _) = app.err(
+        "import_model",
+        json!({ "path": "/no/such/file", "displayName": null }),
+    );
+    assert_eq!(kind, "file_not_found");
+
+    let info: Value = app.ok(
+        "import_model",
+        json!({ "path": sam_tiny_weights(), "displayName": "Leaf cells" }),
+    );
+    assert_eq!(info["id"], "user:leaf-cells");
+    assert_eq!(info["slot"], "segmentation");
+    assert_eq!(info["active"], false);
+    for bad_id in ["../../etc/passwd", "a/b", "", "UPPER"] {
+        let (kind, _) = app.err("load_user_model", json!({ "id": bad_id }));
+        assert_eq!(kind, "unknown_model", "{bad_id:?}");
+    }
+    let (kind, _) = app.err("get_model_info", json!({ "modelId": "user:../x" }));
+    assert_eq!(kind, "unknown_model");
+    let loaded: Value = app.ok("load_user_model", json!({ "id": "leaf-cells" }));
+    assert_eq!(loaded["model_id"], "user:leaf-cells");
+    assert_eq!(loaded["state"], "loaded");
+    assert_eq!(loaded["is_user_model"], true);
+    assert_eq!(loaded["display_name"], "Leaf cells");
+    drop(app);
+
+    // Restart: still active, restored lazily (not loaded until used).
+    let app = TestApp::start(dir.path(), &[]);
+    let model = app.model("segmentation");
+    assert_eq!(model["model_id"], "user:leaf-cells");
+    assert_eq!(model["state"], "unloaded");
+    let image = dir.path().join("img.png");
+    write_square_png(&image, 32);
+    let result: Value = app.ok("segment", json!({ "request": { "image_path": image, "points": [{ "x": 16.0, "y": 16.0, "foreground": true }], "bbox": null } }));
+    assert_eq!(result["model_id"], "user:leaf-cells");
+    // Reset to base switches back (and persists).
+    let reset: Value = app.ok("reset_to_base_model", json!({ "task": "segmentation" }));
+    assert_eq!(reset["model_id"], "sam-tiny");
+    let loaded: Value = app.ok("load_user_model", json!({ "id": "leaf-cells" }));
+    assert_eq!(loaded["model_id"], "user:leaf-cells");
+    drop(app);
+
+    // The file vanished: the setting is cleared, the base model used, and the user told once.
+    std::fs::remove_file(dir.path().join("models/user/leaf-cells.safetensors")).expect("rm");
+    let app = TestApp::start(dir.path(), &[]);
+    assert_eq!(app.model("segmentation")["model_id"], "sam-tiny");
+    let settings: Value = app.ok("get_settings", json!({}));
+    assert_eq!(settings["notices"][0]["kind"], "user_model_missing");
+    assert!(settings["settings"]["active_user_models"]["segmentation"].is_null());
+    drop(app);
+    let app = TestApp::start(dir.path(), &[]);
+    let settings: Value = app.ok("get_settings", json!({}));
+    assert_eq!(settings["notices"], json!([]), "told once only");
+}
+
+#[test]
+fn a_corrupt_user_model_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let app = TestApp::start(dir.path(), &[]);
+    let info: Value = app.ok(
+        "import_model",
+        json!({ "path": sam_tiny_weights(), "displayName": "Parts" }),
+    );
+    assert_eq!(info["id"], "user:parts");
+    // Damage the imported copy after import: loading it must fail and keep the base model.
+    let path = dir.path().join("models/user/parts.safetensors");
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+    let (kind, err) = app.err("load_user_model", json!({ "id": "parts" }));
+    assert_eq!(kind, "invalid_model", "{err}");
+    assert_eq!(app.model("segmentation")["model_id"], "sam-tiny");
+    let settings: Value = app.ok("get_settings", json!({}));
+    assert!(settings["settings"]["active_user_models"]["segmentation"].is_null());
+}
+
+#[test]
+fn set_model_switches_and_loads_the_chosen_size() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let app = TestApp::start(dir.path(), &[]);
+    let view: Value = app.ok(
+        "set_model",
+        json!({ "task": "segmentation", "modelId": "sam-tiny" }),
+    );
+    assert_eq!(view["model_id"], "sam-tiny");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while app.state("segmentation") != "loaded" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "set_model did not load the model"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let settings: Value = app.ok("get_settings", json!({}));
+    assert_eq!(settings["settings"]["models"]["segmentation"], "sam-tiny");
+}

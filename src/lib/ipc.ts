@@ -1,0 +1,36 @@
+// The two commands that move raw bytes (tauri-specta types only JSON commands). Their names,
+// header and result types come from the generated bindings, so nothing here is a loose string.
+import { invoke } from "@tauri-apps/api/core";
+import {
+  MASK_PNG_COMMAND,
+  TRANSCRIBE_AUDIO_COMMAND,
+  TRANSCRIBE_SETTINGS_HEADER,
+  type CommandError,
+  type TranscribeSettings,
+  type Transcription,
+} from "./bindings";
+
+export type Result<T> = { status: "ok"; data: T } | { status: "error"; error: CommandError };
+
+async function typed<T>(call: Promise<T>): Promise<Result<T>> {
+  try {
+    return { status: "ok", data: await call };
+  } catch (e) {
+    if (e instanceof Error) throw e;
+    return { status: "error", error: e as CommandError };
+  }
+}
+
+/** Transcribes a recording (e.g. a WAV made from the microphone) sent as raw bytes. */
+export function transcribeAudio(audio: Uint8Array, settings: TranscribeSettings): Promise<Result<Transcription>> {
+  return typed(
+    invoke<Transcription>(TRANSCRIBE_AUDIO_COMMAND, audio, {
+      headers: { [TRANSCRIBE_SETTINGS_HEADER]: JSON.stringify(settings) },
+    }),
+  );
+}
+
+/** A mask's PNG bytes, as returned by `segment`'s `mask_id`. */
+export function maskPng(maskId: number): Promise<Result<ArrayBuffer>> {
+  return typed(invoke<ArrayBuffer>(MASK_PNG_COMMAND, { maskId }));
+}
