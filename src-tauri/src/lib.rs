@@ -98,13 +98,16 @@ fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
+/// Reads an environment variable (injected so tests control the environment).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// How the app starts: where its folders are, how the environment is read, whether it
 /// shows a tray (not in tests, which have no desktop).
 pub struct Launch {
     /// The folders; `None` resolves them from the platform's app folders.
     pub paths: Option<AppPaths>,
     /// Reads an environment variable.
-    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: EnvLookup,
     /// Build the tray icon.
     pub tray: bool,
     /// Log to stderr and a rotating file in the app's log folder.
@@ -175,7 +178,7 @@ pub fn initialize<R: Runtime>(
             )
         }
     };
-    point_onnx_runtime_at(&paths.onnxruntime_dir(), &*launch.env);
+    point_onnx_runtime_at(&paths.onnxruntime_dir(), &launch.env);
     let models = ModelsManager::start(paths, |v| (launch.env)(v))?;
     tracing::info!(models_dir = %models.paths().models_dir.display(), "Dormouse started");
     let handle = app.clone();
@@ -216,7 +219,7 @@ struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard)
 
 /// Lets the engines find the ONNX Runtime installed in the models folder, unless
 /// `ORT_DYLIB_PATH` already names one. Runs before any thread uses ONNX Runtime.
-fn point_onnx_runtime_at(dir: &Path, env: &(dyn Fn(&str) -> Option<String> + Send + Sync)) {
+fn point_onnx_runtime_at(dir: &Path, env: &EnvLookup) {
     if env("ORT_DYLIB_PATH").is_some() || !dir.is_dir() {
         return;
     }

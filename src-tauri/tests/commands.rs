@@ -447,3 +447,78 @@ fn set_model_switches_and_loads_the_chosen_size() {
     let settings: Value = app.ok("get_settings", json!({}));
     assert_eq!(settings["settings"]["models"]["segmentation"], "sam-tiny");
 }
+
+#[test]
+fn quitting_unloads_everything_and_refuses_new_work() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let app = TestApp::start(dir.path(), &[]);
+    let image = dir.path().join("img.png");
+    write_square_png(&image, 32);
+    app.ok::<Value>("segment", json!({ "request": { "image_path": image, "points": [{ "x": 8.0, "y": 8.0, "foreground": true }], "bbox": null } }));
+    assert_eq!(app.state("segmentation"), "loaded");
+    dormouse_lib::shut_down(app.app.handle());
+    assert_eq!(app.state("segmentation"), "unloaded");
+    let (kind, _) = app.err("segment", json!({ "request": { "image_path": image, "points": [{ "x": 8.0, "y": 8.0, "foreground": true }], "bbox": null } }));
+    assert_eq!(kind, "shutting_down");
+    let models = app
+        .app
+        .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>();
+    assert_eq!(models.core().stats().loads_in_flight, 0);
+}
+
+#[test]
+fn status_changes_progress_and_unloads_arrive_as_typed_events() {
+    use dormouse_lib::events::{
+        ModelLoadProgress, ModelStatusChanged, ModelUnloaded, SettingsChanged,
+    };
+    use dormouse_lib::views::{ModelStateView, ReasonView};
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+    use tauri_specta::Event;
+
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let app = TestApp::start(dir.path(), &[]);
+    let (status_tx, status_rx) = channel();
+    let (unload_tx, unload_rx) = channel();
+    let (progress_tx, progress_rx) = channel();
+    let (settings_tx, settings_rx) = channel();
+    ModelStatusChanged::listen(&app.app, move |e| drop(status_tx.send(e.payload.0)));
+    ModelUnloaded::listen(&app.app, move |e| drop(unload_tx.send(e.payload.0)));
+    ModelLoadProgress::listen(&app.app, move |e| drop(progress_tx.send(e.payload)));
+    SettingsChanged::listen(&app.app, move |e| drop(settings_tx.send(e.payload.0)));
+
+    app.ok::<Value>("warm_model", json!({ "task": "segmentation" }));
+    let mut states = Vec::new();
+    while states.last() != Some(&ModelStateView::Loaded) {
+        let view = status_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a status event");
+        if view.slot == dormouse_lib::catalog::Slot::Segmentation {
+            states.push(view.state);
+        }
+    }
+    assert_eq!(states.first(), Some(&ModelStateView::Loading), "{states:?}");
+    let progress = progress_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("progress");
+    assert!((0.0..=1.0).contains(&progress.progress));
+
+    app.ok::<Value>("manually_unload_model", json!({ "slot": "segmentation" }));
+    let unloaded = unload_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("an unload event");
+    assert_eq!(unloaded.reason, ReasonView::Manual);
+    assert_eq!(unloaded.model_id, "sam-tiny");
+    assert!(unloaded.resident_bytes > 0);
+
+    app.ok::<Value>(
+        "update_settings",
+        json!({ "patch": { "show_memory_usage": false, "preload_on_startup": null } }),
+    );
+    let settings = settings_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a settings event");
+    assert!(!settings.settings.show_memory_usage);
+}
