@@ -11,5 +11,6 @@ export default defineConfig(({ mode }) => ({
   test: {
     environment: "jsdom",
     include: ["src/**/*.test.ts"],
+    setupFiles: ["src/lib/test/setup.ts"],
   },
 }));

@@ -2,8 +2,9 @@
 # Runs every check the project has: formatting, lints (warnings are errors), rustdoc, the
 # front end's type check and build, all Rust tests (unit, scenario, property, stress, the
 # engines on real models, the app's commands on Tauri's mock runtime, the bindings check),
-# a smoke run of the benchmarks, and the real app launched under Xvfb with its front end
-# embedded. The run closes on cargo's test summary.
+# the front end's component tests (vitest), the real app launched under Xvfb and driven
+# end to end (WebdriverIO + tauri-driver, screenshots into docs/screenshots/), and a smoke
+# run of the benchmarks. The run closes on cargo's test summary.
 # Needs the Debian packages scripts/install-deps.sh installs (.ci/run does it on a bare machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +28,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
-step "front end: type check (svelte-check, strict) and build"
+step "front end: type check (svelte-check, strict), component tests (vitest), build"
 npm run check
+npm test
 npm run build
 
 step "the app launches under Xvfb with the embedded front end"
 bash scripts/smoke-launch.sh
+
+step "end-to-end tests: the real app in a real WebKitGTK window (tauri-driver + WebdriverIO)"
+bash scripts/e2e.sh
 
 step "benchmark smoke run (figures in docs/benchmarks.md come from the full run)"
 cargo bench -p model-manager --bench lifecycle --locked -- --quick

@@ -31,7 +31,7 @@ use crate::paths::AppPaths;
 
 /// Commands that move raw bytes, registered beside the typed ones (tauri-specta cannot type
 /// raw IPC bodies); their names are exported as constants in the bindings.
-pub const RAW_COMMANDS: [&str; 2] = ["transcribe_audio", "mask_png"];
+pub const RAW_COMMANDS: [&str; 3] = ["transcribe_audio", "mask_png", "open_image"];
 
 /// Where the generated TypeScript bindings live, relative to the workspace root.
 pub const BINDINGS_PATH: &str = "src/lib/bindings.ts";
@@ -53,6 +53,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             commands::settings::update_model_config,
             commands::settings::update_settings,
             commands::transcription::transcribe,
+            commands::segmentation::open_image_file,
             commands::segmentation::segment,
         ])
         .events(collect_events![
@@ -65,7 +66,6 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
         .typ::<managers::transcription::TranscribeSettings>()
         .typ::<managers::transcription::Transcription>()
         .typ::<error::CommandError>()
-        .disable_serde_phases()
         // Byte counts and epoch milliseconds stay far below 2^53, where a JS number is exact.
         .dangerously_cast_bigints_to_number()
         .constant("TRANSCRIBE_AUDIO_COMMAND", RAW_COMMANDS[0])
@@ -74,6 +74,8 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             commands::transcription::SETTINGS_HEADER,
         )
         .constant("MASK_PNG_COMMAND", RAW_COMMANDS[1])
+        .constant("OPEN_IMAGE_COMMAND", RAW_COMMANDS[2])
+        .typ::<managers::segmentation::OpenedImage>()
 }
 
 /// The TypeScript bindings as text (what [`BINDINGS_PATH`] must hold).
@@ -132,7 +134,8 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
     let raw: Box<dyn Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync> =
         Box::new(tauri::generate_handler![
             commands::transcription::transcribe_audio,
-            commands::segmentation::mask_png
+            commands::segmentation::mask_png,
+            commands::segmentation::open_image
         ]);
     builder.invoke_handler(move |invoke| {
         if RAW_COMMANDS.contains(&invoke.message.command()) {

@@ -213,8 +213,18 @@ fn segment_returns_a_mask_and_reprompts_hit_the_cache() {
     let app = TestApp::start(dir.path(), &[]);
     let image = dir.path().join("square.png");
     write_square_png(&image, 64);
-    app.ok::<Value>("warm_model", json!({ "task": "segmentation" }));
-    let request = |x: f32| json!({ "request": { "image_path": image, "points": [{ "x": x, "y": 32.0, "foreground": true }], "bbox": null } });
+    let opened: Value = app.ok("open_image_file", json!({ "path": image }));
+    assert_eq!(
+        (opened["width"].as_u64(), opened["height"].as_u64()),
+        (Some(64), Some(64))
+    );
+    assert_ne!(
+        app.state("segmentation"),
+        "unloaded",
+        "opening an image warms the model"
+    );
+    let id = opened["image_id"].clone();
+    let request = |x: f32| json!({ "request": { "image_id": id, "points": [{ "x": x, "y": 32.0, "foreground": true }], "bbox": null } });
     let first: Value = app.ok("segment", request(32.0));
     assert_eq!(
         (first["width"].as_u64(), first["height"].as_u64()),
@@ -230,13 +240,25 @@ fn segment_returns_a_mask_and_reprompts_hit_the_cache() {
 
     let (kind, _) = app.err(
         "segment",
-        json!({ "request": { "image_path": image, "points": [], "bbox": null } }),
+        json!({ "request": { "image_id": id, "points": [], "bbox": null } }),
     );
     assert_eq!(kind, "invalid_input");
-    let (kind, _) = app.err("segment", json!({ "request": { "image_path": image, "points": [{ "x": 500.0, "y": 1.0, "foreground": true }], "bbox": null } }));
+    let (kind, _) = app.err("segment", json!({ "request": { "image_id": id, "points": [{ "x": 500.0, "y": 1.0, "foreground": true }], "bbox": null } }));
     assert_eq!(kind, "invalid_input", "a point outside the image");
-    let (kind, _) = app.err("segment", json!({ "request": { "image_path": "/no/such.png", "points": [{ "x": 1.0, "y": 1.0, "foreground": true }], "bbox": null } }));
+    let (kind, _) = app.err("segment", json!({ "request": { "image_id": 4242, "points": [{ "x": 1.0, "y": 1.0, "foreground": true }], "bbox": null } }));
+    assert_eq!(kind, "invalid_input", "an image that was never opened");
+    let (kind, _) = app.err("open_image_file", json!({ "path": "/no/such.png" }));
     assert_eq!(kind, "file_not_found");
+    // Raw bytes: a real PNG opens, garbage is a readable error.
+    let raw = app
+        .invoke_raw("open_image", std::fs::read(&image).expect("png"), &[])
+        .expect("opened");
+    let raw: Value = raw.deserialize().expect("json");
+    assert_eq!(raw["width"], 64);
+    let garbage = app
+        .invoke_raw("open_image", b"not an image".to_vec(), &[])
+        .expect_err("garbage");
+    assert_eq!(garbage["kind"], "invalid_input", "{garbage}");
     let (kind, _) = app.err("mask_png", json!({ "maskId": 9999 }));
     assert_eq!(kind, "invalid_input");
 }
@@ -383,7 +405,8 @@ fn user_models_import_activate_survive_restart_and_fall_back_when_deleted() {
     assert_eq!(model["state"], "unloaded");
     let image = dir.path().join("img.png");
     write_square_png(&image, 32);
-    let result: Value = app.ok("segment", json!({ "request": { "image_path": image, "points": [{ "x": 16.0, "y": 16.0, "foreground": true }], "bbox": null } }));
+    let opened: Value = app.ok("open_image_file", json!({ "path": image }));
+    let result: Value = app.ok("segment", json!({ "request": { "image_id": opened["image_id"], "points": [{ "x": 16.0, "y": 16.0, "foreground": true }], "bbox": null } }));
     assert_eq!(result["model_id"], "user:leaf-cells");
     // Reset to base switches back (and persists).
     let reset: Value = app.ok("reset_to_base_model", json!({ "task": "segmentation" }));
@@ -455,11 +478,13 @@ fn quitting_unloads_everything_and_refuses_new_work() {
     let app = TestApp::start(dir.path(), &[]);
     let image = dir.path().join("img.png");
     write_square_png(&image, 32);
-    app.ok::<Value>("segment", json!({ "request": { "image_path": image, "points": [{ "x": 8.0, "y": 8.0, "foreground": true }], "bbox": null } }));
+    let opened: Value = app.ok("open_image_file", json!({ "path": image }));
+    let request = json!({ "request": { "image_id": opened["image_id"], "points": [{ "x": 8.0, "y": 8.0, "foreground": true }], "bbox": null } });
+    app.ok::<Value>("segment", request.clone());
     assert_eq!(app.state("segmentation"), "loaded");
     dormouse_lib::shut_down(app.app.handle());
     assert_eq!(app.state("segmentation"), "unloaded");
-    let (kind, _) = app.err("segment", json!({ "request": { "image_path": image, "points": [{ "x": 8.0, "y": 8.0, "foreground": true }], "bbox": null } }));
+    let (kind, _) = app.err("segment", request);
     assert_eq!(kind, "shutting_down");
     let models = app
         .app

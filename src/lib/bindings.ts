@@ -8,46 +8,50 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 /** Commands */
 export const commands = {
 	/**  Every model's status. Never loads anything, never counts as activity. */
-	getModelStatus: () => __TAURI_INVOKE<StatusView>("get_model_status"),
+	getModelStatus: () => __TAURI_INVOKE<StatusView_Serialize>("get_model_status"),
 	/**  Catalog facts about a model (`whisper-base`, `user:<id>`...). Never loads anything. */
-	getModelInfo: (modelId: string) => typedError<ModelInfo, CommandError>(__TAURI_INVOKE("get_model_info", { modelId })),
+	getModelInfo: (modelId: string) => typedError<ModelInfo_Serialize, CommandError>(__TAURI_INVOKE("get_model_info", { modelId })),
 	/**  Every base and user model, with what is installed and active. */
-	listModels: () => __TAURI_INVOKE<ModelInfo[]>("list_models"),
+	listModels: () => __TAURI_INVOKE<ModelInfo_Serialize[]>("list_models"),
 	/**  Chooses `task`'s base model (e.g. the segmentation size) and starts loading it. */
-	setModel: (task: Task, modelId: string) => typedError<ModelStatusView, CommandError>(__TAURI_INVOKE("set_model", { task, modelId })),
+	setModel: (task: Task, modelId: string) => typedError<ModelStatusView_Serialize, CommandError>(__TAURI_INVOKE("set_model", { task, modelId })),
 	/**  Starts loading `task`'s model now because the user showed intent (recording, an image). */
 	warmModel: (task: Task) => typedError<null, CommandError>(__TAURI_INVOKE("warm_model", { task })),
 	/**  Loads user model `id` and makes it its task's active model (persisted). */
-	loadUserModel: (id: string) => typedError<ModelStatusView, CommandError>(__TAURI_INVOKE("load_user_model", { id })),
+	loadUserModel: (id: string) => typedError<ModelStatusView_Serialize, CommandError>(__TAURI_INVOKE("load_user_model", { id })),
 	/**  Makes `task` use its base model again. */
-	resetToBaseModel: (task: Task) => typedError<ModelStatusView, CommandError>(__TAURI_INVOKE("reset_to_base_model", { task })),
+	resetToBaseModel: (task: Task) => typedError<ModelStatusView_Serialize, CommandError>(__TAURI_INVOKE("reset_to_base_model", { task })),
 	/**  Validates a weights file and copies it into the models folder. */
-	importModel: (path: string, displayName: string | null) => typedError<ModelInfo, CommandError>(__TAURI_INVOKE("import_model", { path, displayName })),
+	importModel: (path: string, displayName: string | null) => typedError<ModelInfo_Serialize, CommandError>(__TAURI_INVOKE("import_model", { path, displayName })),
 	/**  Unloads one model, or all of them when `slot` is null; says what was freed. */
-	manuallyUnloadModel: (slot: Slot | null) => typedError<UnloadSummary, CommandError>(__TAURI_INVOKE("manually_unload_model", { slot })),
+	manuallyUnloadModel: (slot: Slot | null) => typedError<UnloadSummary_Serialize, CommandError>(__TAURI_INVOKE("manually_unload_model", { slot })),
 	/**  The settings, the environment overrides in force and startup notices. */
-	getSettings: () => __TAURI_INVOKE<SettingsView>("get_settings"),
+	getSettings: () => __TAURI_INVOKE<SettingsView_Serialize>("get_settings"),
 	/**  Applies and saves a new memory strategy (validated first; nothing changes on error). */
-	updateModelConfig: (memory: MemorySettings) => typedError<SettingsView, CommandError>(__TAURI_INVOKE("update_model_config", { memory })),
+	updateModelConfig: (memory: MemorySettings_Deserialize) => typedError<SettingsView_Serialize, CommandError>(__TAURI_INVOKE("update_model_config", { memory })),
 	/**  Changes the UI preferences (preload on startup, show memory usage). */
-	updateSettings: (patch: SettingsPatch) => typedError<SettingsView, CommandError>(__TAURI_INVOKE("update_settings", { patch })),
+	updateSettings: (patch: SettingsPatch_Deserialize) => typedError<SettingsView_Serialize, CommandError>(__TAURI_INVOKE("update_settings", { patch })),
 	/**  Transcribes the audio file at `path`. */
-	transcribe: (path: string, settings: TranscribeSettings) => typedError<Transcription, CommandError>(__TAURI_INVOKE("transcribe", { path, settings })),
-	/**  Segments the image at `request.image_path` for the given points and box. */
-	segment: (request: SegmentRequest) => typedError<SegmentResult, CommandError>(__TAURI_INVOKE("segment", { request })),
+	transcribe: (path: string, settings: TranscribeSettings_Deserialize) => typedError<Transcription, CommandError>(__TAURI_INVOKE("transcribe", { path, settings })),
+	/**  Opens the image file at `path` (PNG or JPEG) and starts loading the model. */
+	openImageFile: (path: string) => typedError<OpenedImage, CommandError>(__TAURI_INVOKE("open_image_file", { path })),
+	/**  Segments an opened image for the given points and box. */
+	segment: (request: SegmentRequest_Deserialize) => typedError<SegmentResult, CommandError>(__TAURI_INVOKE("segment", { request })),
 };
 
 /** Events */
 export const events = {
 	modelLoadProgress: makeEvent<ModelLoadProgress, ModelLoadProgress>("model-load-progress"),
-	modelStatusChanged: makeEvent<ModelStatusChanged, ModelStatusChanged>("model-status-changed"),
-	modelUnloaded: makeEvent<ModelUnloaded, ModelUnloaded>("model-unloaded"),
-	settingsChanged: makeEvent<SettingsChanged, SettingsChanged>("settings-changed"),
-	trayUnloaded: makeEvent<TrayUnloaded, TrayUnloaded>("tray-unloaded"),
+	modelStatusChanged: makeEvent<ModelStatusChanged_Serialize, ModelStatusChanged_Deserialize>("model-status-changed"),
+	modelUnloaded: makeEvent<ModelUnloaded_Serialize, ModelUnloaded_Deserialize>("model-unloaded"),
+	settingsChanged: makeEvent<SettingsChanged_Serialize, SettingsChanged_Deserialize>("settings-changed"),
+	trayUnloaded: makeEvent<TrayUnloaded_Serialize, TrayUnloaded_Deserialize>("tray-unloaded"),
 };
 
 /* Constants */
 export const MASK_PNG_COMMAND = "mask_png" as const;
+
+export const OPEN_IMAGE_COMMAND = "open_image" as const;
 
 export const TRANSCRIBE_AUDIO_COMMAND = "transcribe_audio" as const;
 
@@ -55,11 +59,22 @@ export const TRANSCRIBE_SETTINGS_HEADER = "x-dormouse-transcribe" as const;
 
 /* Types */
 /**  The user model active for each task, if any (it wins over the base model). */
-export type ActiveUserModels = {
+export type ActiveUserModels = ActiveUserModels_Serialize | ActiveUserModels_Deserialize;
+
+/**  The user model active for each task, if any (it wins over the base model). */
+export type ActiveUserModels_Deserialize = {
 	/**  For transcription. */
 	transcription?: UserModelId | null,
 	/**  For segmentation. */
 	segmentation?: UserModelId | null,
+};
+
+/**  The user model active for each task, if any (it wins over the base model). */
+export type ActiveUserModels_Serialize = {
+	/**  For transcription. */
+	transcription: UserModelId | null,
+	/**  For segmentation. */
+	segmentation: UserModelId | null,
 };
 
 /**  A command's failure, sent to the front end as `{ kind, message, ... }`. */
@@ -133,7 +148,23 @@ export type Engine =
 "onnx_runtime";
 
 /**  Values taken from the environment at startup, shown in the UI as overriding the settings. */
-export type EnvOverrides = {
+export type EnvOverrides = EnvOverrides_Serialize | EnvOverrides_Deserialize;
+
+/**  Values taken from the environment at startup, shown in the UI as overriding the settings. */
+export type EnvOverrides_Deserialize = {
+	/**
+	 *  `MODEL_INACTIVITY_TIMEOUT` in seconds (0: unload immediately), while it is in force
+	 *  (it stops being in force when the user picks a strategy in this session).
+	 */
+	inactivity_timeout_secs?: number | null,
+	/**  `MODEL_CHECK_INTERVAL` in seconds. */
+	check_interval_secs?: number | null,
+	/**  A malformed variable that was ignored, with why. */
+	error?: string | null,
+};
+
+/**  Values taken from the environment at startup, shown in the UI as overriding the settings. */
+export type EnvOverrides_Serialize = {
 	/**
 	 *  `MODEL_INACTIVITY_TIMEOUT` in seconds (0: unload immediately), while it is in force
 	 *  (it stops being in force when the user picks a strategy in this session).
@@ -146,7 +177,10 @@ export type EnvOverrides = {
 };
 
 /**  Everything the user chooses about memory. */
-export type MemorySettings = {
+export type MemorySettings = MemorySettings_Serialize | MemorySettings_Deserialize;
+
+/**  Everything the user chooses about memory. */
+export type MemorySettings_Deserialize = {
 	/**  When unused models are unloaded. */
 	strategy?: StrategyChoice,
 	/**  The idle timeout of the custom strategy, in seconds. */
@@ -159,16 +193,76 @@ export type MemorySettings = {
 	memory_budget_mib?: number | null,
 };
 
+/**  Everything the user chooses about memory. */
+export type MemorySettings_Serialize = {
+	/**  When unused models are unloaded. */
+	strategy: StrategyChoice,
+	/**  The idle timeout of the custom strategy, in seconds. */
+	custom_timeout_secs: number,
+	/**  Global or per-model idle clocks. */
+	timer_scope: TimerScopeChoice,
+	/**  Slots kept loaded whatever the strategy. */
+	pinned: Slot[],
+	/**  Upper bound on all loaded models, in MiB; `null` for none. */
+	memory_budget_mib: number | null,
+};
+
 /**  The base model chosen for each task (e.g. the segmentation model size). */
-export type ModelChoices = {
+export type ModelChoices = ModelChoices_Serialize | ModelChoices_Deserialize;
+
+/**  The base model chosen for each task (e.g. the segmentation model size). */
+export type ModelChoices_Deserialize = {
 	/**  Catalog id of the speech-to-text model. */
 	transcription?: string,
 	/**  Catalog id of the segmentation model. */
 	segmentation?: string,
 };
 
+/**  The base model chosen for each task (e.g. the segmentation model size). */
+export type ModelChoices_Serialize = {
+	/**  Catalog id of the speech-to-text model. */
+	transcription: string,
+	/**  Catalog id of the segmentation model. */
+	segmentation: string,
+};
+
 /**  Static and on-disk facts about a model; answering never loads anything. */
-export type ModelInfo = {
+export type ModelInfo = ModelInfo_Serialize | ModelInfo_Deserialize;
+
+/**  Static and on-disk facts about a model; answering never loads anything. */
+export type ModelInfo_Deserialize = {
+	/**  `whisper-base`, `sam-tiny`, ... or `user:<id>`. */
+	id: string,
+	/**  The slot it loads into. */
+	slot: Slot,
+	/**  Its name for people. */
+	display_name: string,
+	/**  How it runs. */
+	engine: Engine,
+	/**  Whether the user imported or trained it. */
+	is_user_model: boolean,
+	/**  Its weights file. */
+	path: string,
+	/**  Whether that file is there. */
+	installed: boolean,
+	/**  Size of the file. */
+	file_bytes?: number | null,
+	/**  Memory once loaded: measured in this session if it has been loaded, else the catalog's figure. */
+	memory_bytes?: number | null,
+	/**  Whether that memory figure was measured here. */
+	memory_measured: boolean,
+	/**  Languages it handles. */
+	languages: string,
+	/**  Licence of the weights. */
+	licence: string,
+	/**  What it is good for. */
+	good_for: string,
+	/**  Whether it is the model its task uses now. */
+	active: boolean,
+};
+
+/**  Static and on-disk facts about a model; answering never loads anything. */
+export type ModelInfo_Serialize = {
 	/**  `whisper-base`, `sam-tiny`, ... or `user:<id>`. */
 	id: string,
 	/**  The slot it loads into. */
@@ -221,10 +315,61 @@ export type ModelStateView =
 "failed";
 
 /**  A model's status changed (state, memory, deadline, leases, error...). */
-export type ModelStatusChanged = ModelStatusView;
+export type ModelStatusChanged = ModelStatusChanged_Serialize | ModelStatusChanged_Deserialize;
+
+/**  A model's status changed (state, memory, deadline, leases, error...). */
+export type ModelStatusChanged_Deserialize = ModelStatusView_Deserialize;
+
+/**  A model's status changed (state, memory, deadline, leases, error...). */
+export type ModelStatusChanged_Serialize = ModelStatusView_Serialize;
 
 /**  One model's status. */
-export type ModelStatusView = {
+export type ModelStatusView = ModelStatusView_Serialize | ModelStatusView_Deserialize;
+
+/**  One model's status. */
+export type ModelStatusView_Deserialize = {
+	/**  Its slot. */
+	slot: Slot,
+	/**  The model loaded, loading or used next (`whisper-base`, `user:<id>`). */
+	model_id: string,
+	/**  Its name for people. */
+	display_name: string,
+	/**  Whether it is one of the user's own models. */
+	is_user_model: boolean,
+	/**  Its weights file. */
+	model_path?: string | null,
+	/**  Its state. */
+	state: ModelStateView,
+	/**  Bytes resident, measured by the engine; `null` when not loaded. */
+	resident_bytes?: number | null,
+	/**  Bytes the next load is expected to take. */
+	expected_bytes?: number | null,
+	/**  When it finished loading. */
+	loaded_at_ms?: number | null,
+	/**  When it was last used. */
+	last_used_ms?: number | null,
+	/**  When it unloads if untouched; `null` when not scheduled. */
+	expires_at_ms?: number | null,
+	/**  Fraction of the load in flight. */
+	load_progress?: number | null,
+	/**  The last load error. */
+	last_error?: string | null,
+	/**  Requests using it now. */
+	leases: number,
+	/**  Whether it is pinned. */
+	pinned: boolean,
+	/**  How long its last load took (µs): the measured cold-start cost. */
+	last_load_us?: number | null,
+	/**  Completed loads in this session. */
+	load_count: number,
+	/**  The last time it was unloaded. */
+	last_unload?: UnloadedView_Deserialize | null,
+	/**  The last request's measured timings (the warm-request cost). */
+	last_request?: RequestTimings | null,
+};
+
+/**  One model's status. */
+export type ModelStatusView_Serialize = {
 	/**  Its slot. */
 	slot: Slot,
 	/**  The model loaded, loading or used next (`whisper-base`, `user:<id>`). */
@@ -260,13 +405,19 @@ export type ModelStatusView = {
 	/**  Completed loads in this session. */
 	load_count: number,
 	/**  The last time it was unloaded. */
-	last_unload: UnloadedView | null,
+	last_unload: UnloadedView_Serialize | null,
 	/**  The last request's measured timings (the warm-request cost). */
 	last_request: RequestTimings | null,
 };
 
 /**  A model was unloaded (idle timeout, button, tray, memory, quit), with what it freed. */
-export type ModelUnloaded = UnloadedView;
+export type ModelUnloaded = ModelUnloaded_Serialize | ModelUnloaded_Deserialize;
+
+/**  A model was unloaded (idle timeout, button, tray, memory, quit), with what it freed. */
+export type ModelUnloaded_Deserialize = UnloadedView_Deserialize;
+
+/**  A model was unloaded (idle timeout, button, tray, memory, quit), with what it freed. */
+export type ModelUnloaded_Serialize = UnloadedView_Serialize;
 
 /**  A quiet notice. */
 export type Notice = {
@@ -284,6 +435,16 @@ export type NoticeKind =
 "user_model_missing" | 
 /**  An environment override was malformed and ignored. */
 "env_ignored";
+
+/**  An image decoded and ready to prompt. */
+export type OpenedImage = {
+	/**  Pass it to `segment`. */
+	image_id: number,
+	/**  Width in pixels. */
+	width: number,
+	/**  Height in pixels. */
+	height: number,
+};
 
 /**  A click on the image, in image pixels. */
 export type PromptPoint = {
@@ -333,9 +494,22 @@ export type RequestTimings = {
 };
 
 /**  What to segment. */
-export type SegmentRequest = {
-	/**  The image file (PNG or JPEG) the user opened. */
-	image_path: string,
+export type SegmentRequest = SegmentRequest_Serialize | SegmentRequest_Deserialize;
+
+/**  What to segment. */
+export type SegmentRequest_Deserialize = {
+	/**  An image from `open_image` / `open_image_file`. */
+	image_id: number,
+	/**  Foreground and background clicks. */
+	points: PromptPoint[],
+	/**  Optional box `[x0, y0, x1, y1]` in image pixels. */
+	bbox?: [(number | null), (number | null), (number | null), (number | null)] | null,
+};
+
+/**  What to segment. */
+export type SegmentRequest_Serialize = {
+	/**  An image from `open_image` / `open_image_file`. */
+	image_id: number,
 	/**  Foreground and background clicks. */
 	points: PromptPoint[],
 	/**  Optional box `[x0, y0, x1, y1]` in image pixels. */
@@ -358,35 +532,37 @@ export type SegmentResult = {
 	embedding_cached: boolean,
 	/**  The model used. */
 	model_id: string,
-	/**  Time spent reading the image, µs. */
-	decode_us: number,
+	/**  Time the whole request took, µs. */
+	total_us: number,
 	/**  Waiting for the model and running it. */
 	timings: RequestTimings,
 };
 
 /**  Everything Dormouse remembers between runs. */
-export type Settings = {
-	/**  Format version of the file. */
-	schema_version?: number,
-	/**  The memory strategy. */
-	memory?: MemorySettings,
-	/**  Load the models used in the last session when the app starts. */
-	preload_on_startup?: boolean,
-	/**  Show each model's memory in the status badge. */
-	show_memory_usage?: boolean,
-	/**  The base model per task. */
-	models?: ModelChoices,
-	/**  The user model per task, if one is active. */
-	active_user_models?: ActiveUserModels,
-	/**  Slots used in the last session, most recent first (what preload loads). */
-	recently_used?: Slot[],
-};
+export type Settings = Settings_Serialize | Settings_Deserialize;
 
 /**  The settings changed (from this window or another). */
-export type SettingsChanged = SettingsView;
+export type SettingsChanged = SettingsChanged_Serialize | SettingsChanged_Deserialize;
+
+/**  The settings changed (from this window or another). */
+export type SettingsChanged_Deserialize = SettingsView_Deserialize;
+
+/**  The settings changed (from this window or another). */
+export type SettingsChanged_Serialize = SettingsView_Serialize;
 
 /**  The UI-only preferences `update_settings` changes. */
-export type SettingsPatch = {
+export type SettingsPatch = SettingsPatch_Serialize | SettingsPatch_Deserialize;
+
+/**  The UI-only preferences `update_settings` changes. */
+export type SettingsPatch_Deserialize = {
+	/**  Load the models used last time when the app starts. */
+	preload_on_startup?: boolean | null,
+	/**  Show memory figures in the badge. */
+	show_memory_usage?: boolean | null,
+};
+
+/**  The UI-only preferences `update_settings` changes. */
+export type SettingsPatch_Serialize = {
 	/**  Load the models used last time when the app starts. */
 	preload_on_startup: boolean | null,
 	/**  Show memory figures in the badge. */
@@ -394,17 +570,70 @@ export type SettingsPatch = {
 };
 
 /**  The settings as the UI shows them. */
-export type SettingsView = {
+export type SettingsView = SettingsView_Serialize | SettingsView_Deserialize;
+
+/**  The settings as the UI shows them. */
+export type SettingsView_Deserialize = {
 	/**  The stored settings. */
-	settings: Settings,
+	settings: Settings_Deserialize,
 	/**  Environment variables overriding them in this session. */
-	env_overrides: EnvOverrides,
+	env_overrides: EnvOverrides_Deserialize,
 	/**  Notices from startup (corrupt settings, vanished user model, bad environment). */
 	notices: Notice[],
 	/**  The settings file. */
 	settings_path: string,
 	/**  The models folder. */
 	models_dir: string,
+};
+
+/**  The settings as the UI shows them. */
+export type SettingsView_Serialize = {
+	/**  The stored settings. */
+	settings: Settings_Serialize,
+	/**  Environment variables overriding them in this session. */
+	env_overrides: EnvOverrides_Serialize,
+	/**  Notices from startup (corrupt settings, vanished user model, bad environment). */
+	notices: Notice[],
+	/**  The settings file. */
+	settings_path: string,
+	/**  The models folder. */
+	models_dir: string,
+};
+
+/**  Everything Dormouse remembers between runs. */
+export type Settings_Deserialize = {
+	/**  Format version of the file. */
+	schema_version?: number,
+	/**  The memory strategy. */
+	memory?: MemorySettings_Deserialize,
+	/**  Load the models used in the last session when the app starts. */
+	preload_on_startup?: boolean,
+	/**  Show each model's memory in the status badge. */
+	show_memory_usage?: boolean,
+	/**  The base model per task. */
+	models?: ModelChoices_Deserialize,
+	/**  The user model per task, if one is active. */
+	active_user_models?: ActiveUserModels_Deserialize,
+	/**  Slots used in the last session, most recent first (what preload loads). */
+	recently_used?: Slot[],
+};
+
+/**  Everything Dormouse remembers between runs. */
+export type Settings_Serialize = {
+	/**  Format version of the file. */
+	schema_version: number,
+	/**  The memory strategy. */
+	memory: MemorySettings_Serialize,
+	/**  Load the models used in the last session when the app starts. */
+	preload_on_startup: boolean,
+	/**  Show each model's memory in the status badge. */
+	show_memory_usage: boolean,
+	/**  The base model per task. */
+	models: ModelChoices_Serialize,
+	/**  The user model per task, if one is active. */
+	active_user_models: ActiveUserModels_Serialize,
+	/**  Slots used in the last session, most recent first (what preload loads). */
+	recently_used: Slot[],
 };
 
 /**
@@ -420,9 +649,22 @@ export type Slot =
 "vad";
 
 /**  Every model, the total and when the snapshot was taken. */
-export type StatusView = {
+export type StatusView = StatusView_Serialize | StatusView_Deserialize;
+
+/**  Every model, the total and when the snapshot was taken. */
+export type StatusView_Deserialize = {
 	/**  Per model, in slot order. */
-	models: ModelStatusView[],
+	models: ModelStatusView_Deserialize[],
+	/**  Sum of the loaded models' resident bytes. */
+	total_resident_bytes: number,
+	/**  When (ms since the epoch). */
+	taken_at_ms: number,
+};
+
+/**  Every model, the total and when the snapshot was taken. */
+export type StatusView_Serialize = {
+	/**  Per model, in slot order. */
+	models: ModelStatusView_Serialize[],
 	/**  Sum of the loaded models' resident bytes. */
 	total_resident_bytes: number,
 	/**  When (ms since the epoch). */
@@ -455,13 +697,26 @@ export type TimerScopeChoice =
 "each_on_its_own";
 
 /**  What the user asked for. */
-export type TranscribeSettings = {
+export type TranscribeSettings = TranscribeSettings_Serialize | TranscribeSettings_Deserialize;
+
+/**  What the user asked for. */
+export type TranscribeSettings_Deserialize = {
 	/**  Spoken language (`"en"`, `"de"`, ...); `null` detects it. */
 	language?: string | null,
 	/**  Translate into English. */
 	translate?: boolean,
 	/**  Skip silence with the voice-activity detector (on unless `false`). */
 	skip_silence?: boolean | null,
+};
+
+/**  What the user asked for. */
+export type TranscribeSettings_Serialize = {
+	/**  Spoken language (`"en"`, `"de"`, ...); `null` detects it. */
+	language: string | null,
+	/**  Translate into English. */
+	translate: boolean,
+	/**  Skip silence with the voice-activity detector (on unless `false`). */
+	skip_silence: boolean | null,
 };
 
 /**  A stretch of speech with its time in the original audio. */
@@ -497,12 +752,33 @@ export type Transcription = {
 };
 
 /**  The tray's "Unload models" ran; the window shows what it freed. */
-export type TrayUnloaded = UnloadSummary;
+export type TrayUnloaded = TrayUnloaded_Serialize | TrayUnloaded_Deserialize;
+
+/**  The tray's "Unload models" ran; the window shows what it freed. */
+export type TrayUnloaded_Deserialize = UnloadSummary_Deserialize;
+
+/**  The tray's "Unload models" ran; the window shows what it freed. */
+export type TrayUnloaded_Serialize = UnloadSummary_Serialize;
 
 /**  What an unload request did. */
-export type UnloadSummary = {
+export type UnloadSummary = UnloadSummary_Serialize | UnloadSummary_Deserialize;
+
+/**  What an unload request did. */
+export type UnloadSummary_Deserialize = {
 	/**  Models freed now. */
-	unloaded: UnloadedView[],
+	unloaded: UnloadedView_Deserialize[],
+	/**  Models in use: they unload when their request finishes. */
+	deferred: Slot[],
+	/**  Loads that were cancelled. */
+	cancelled_loads: Slot[],
+	/**  Sum of `bytes_freed` (or of resident bytes where not measured). */
+	total_freed_bytes: number,
+};
+
+/**  What an unload request did. */
+export type UnloadSummary_Serialize = {
+	/**  Models freed now. */
+	unloaded: UnloadedView_Serialize[],
 	/**  Models in use: they unload when their request finishes. */
 	deferred: Slot[],
 	/**  Loads that were cancelled. */
@@ -512,7 +788,28 @@ export type UnloadSummary = {
 };
 
 /**  A model that was unloaded, and what that gave back. */
-export type UnloadedView = {
+export type UnloadedView = UnloadedView_Serialize | UnloadedView_Deserialize;
+
+/**  A model that was unloaded, and what that gave back. */
+export type UnloadedView_Deserialize = {
+	/**  Its slot. */
+	slot: Slot,
+	/**  The model that was loaded. */
+	model_id: string,
+	/**  Its name for people. */
+	display_name: string,
+	/**  What the engine held. */
+	resident_bytes: number,
+	/**  Process memory given back (measured; `null` where it cannot be read). */
+	bytes_freed?: number | null,
+	/**  Why. */
+	reason: ReasonView,
+	/**  When (ms since the epoch). */
+	at_ms: number,
+};
+
+/**  A model that was unloaded, and what that gave back. */
+export type UnloadedView_Serialize = {
 	/**  Its slot. */
 	slot: Slot,
 	/**  The model that was loaded. */

@@ -1,14 +1,8 @@
-// The two commands that move raw bytes (tauri-specta types only JSON commands). Their names,
+// The commands that move raw bytes (tauri-specta types only JSON commands). Their names,
 // header and result types come from the generated bindings, so nothing here is a loose string.
 import { invoke } from "@tauri-apps/api/core";
-import {
-  MASK_PNG_COMMAND,
-  TRANSCRIBE_AUDIO_COMMAND,
-  TRANSCRIBE_SETTINGS_HEADER,
-  type CommandError,
-  type TranscribeSettings,
-  type Transcription,
-} from "./bindings";
+import { MASK_PNG_COMMAND, OPEN_IMAGE_COMMAND, TRANSCRIBE_AUDIO_COMMAND, TRANSCRIBE_SETTINGS_HEADER } from "./bindings";
+import type { OpenedImage, CommandError, TranscribeSettings, Transcription } from "./types";
 
 export type Result<T> = { status: "ok"; data: T } | { status: "error"; error: CommandError };
 
@@ -33,4 +27,9 @@ export function transcribeAudio(audio: Uint8Array, settings: TranscribeSettings)
 /** A mask's PNG bytes, as returned by `segment`'s `mask_id`. */
 export function maskPng(maskId: number): Promise<Result<ArrayBuffer>> {
   return typed(invoke<ArrayBuffer>(MASK_PNG_COMMAND, { maskId }));
+}
+
+/** Opens an image (PNG or JPEG bytes) for segmenting; also starts loading the model. */
+export function openImage(image: Uint8Array): Promise<Result<OpenedImage>> {
+  return typed(invoke<OpenedImage>(OPEN_IMAGE_COMMAND, image));
 }

@@ -1,16 +1,48 @@
-//! Segmentation commands: `segment` (an image file and a prompt) and the raw-body
-//! `mask_png` (the mask as PNG bytes, an ArrayBuffer in the page).
+//! Segmentation commands: open an image (a file path, or raw bytes with `open_image`), which
+//! also warms the model; `segment` it with a prompt; fetch the mask as raw PNG bytes
+//! (`mask_png`, an ArrayBuffer in the page).
 
 use std::sync::Arc;
 
-use tauri::ipc::Response;
+use std::path::PathBuf;
+
+use tauri::ipc::{InvokeBody, Request, Response};
 use tauri::State;
 
 use super::blocking;
-use crate::error::CommandResult;
-use crate::managers::segmentation::{SegmentRequest, SegmentResult, SegmentationManager};
+use crate::error::{CommandError, CommandResult};
+use crate::managers::segmentation::{
+    OpenedImage, SegmentRequest, SegmentResult, SegmentationManager,
+};
 
-/// Segments the image at `request.image_path` for the given points and box.
+/// Opens the image file at `path` (PNG or JPEG) and starts loading the model.
+#[tauri::command]
+#[specta::specta]
+pub async fn open_image_file(
+    manager: State<'_, Arc<SegmentationManager>>,
+    path: String,
+) -> CommandResult<OpenedImage> {
+    let manager = manager.inner().clone();
+    blocking(move || manager.open_file(&PathBuf::from(path))).await
+}
+
+/// Opens an image sent as the raw request body (PNG or JPEG) and starts loading the model.
+#[tauri::command]
+pub async fn open_image(
+    manager: State<'_, Arc<SegmentationManager>>,
+    request: Request<'_>,
+) -> CommandResult<OpenedImage> {
+    let InvokeBody::Raw(bytes) = request.body() else {
+        return Err(CommandError::invalid_input(
+            "the image must be sent as raw bytes (an ArrayBuffer or Uint8Array)",
+        ));
+    };
+    let bytes = bytes.clone();
+    let manager = manager.inner().clone();
+    blocking(move || manager.open_bytes(&bytes)).await
+}
+
+/// Segments an opened image for the given points and box.
 #[tauri::command]
 #[specta::specta]
 pub async fn segment(

@@ -1,6 +1,7 @@
-//! [`SegmentationManager`] owns segmentation requests: read the image first (bad input never
-//! loads a model), take a lease on the Segment Anything model, answer the prompt, and keep
-//! the last masks so the front end can fetch them as raw PNG bytes.
+//! [`SegmentationManager`] owns segmentation requests. Opening an image decodes it once (bad
+//! input never loads a model) and warms the Segment Anything model, because the user is about
+//! to click; prompts on it take a lease, run the model, and keep the last masks so the front
+//! end can fetch them as raw PNG bytes.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use engines::segmentation::{self, Point, Prompt, SamModel};
+use image::RgbImage;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -18,6 +20,19 @@ use crate::managers::models::{ModelsManager, RequestTimings};
 
 /// Masks kept for fetching.
 const KEPT_MASKS: usize = 8;
+/// Opened images kept decoded (each up to 300 MB at the 100-megapixel limit).
+const KEPT_IMAGES: usize = 2;
+
+/// An image decoded and ready to prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct OpenedImage {
+    /// Pass it to `segment`.
+    pub image_id: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
 
 /// A click on the image, in image pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Type)]
@@ -33,8 +48,8 @@ pub struct PromptPoint {
 /// What to segment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
 pub struct SegmentRequest {
-    /// The image file (PNG or JPEG) the user opened.
-    pub image_path: String,
+    /// An image from `open_image` / `open_image_file`.
+    pub image_id: u32,
     /// Foreground and background clicks.
     pub points: Vec<PromptPoint>,
     /// Optional box `[x0, y0, x1, y1]` in image pixels.
@@ -58,8 +73,8 @@ pub struct SegmentResult {
     pub embedding_cached: bool,
     /// The model used.
     pub model_id: String,
-    /// Time spent reading the image, µs.
-    pub decode_us: u64,
+    /// Time the whole request took, µs.
+    pub total_us: u64,
     /// Waiting for the model and running it.
     pub timings: RequestTimings,
 }
@@ -67,8 +82,18 @@ pub struct SegmentResult {
 /// Owner of segmentation requests and of the recent masks.
 pub struct SegmentationManager {
     models: Arc<ModelsManager>,
+    images: Mutex<VecDeque<(u32, Arc<RgbImage>)>>,
     masks: Mutex<VecDeque<(u32, Arc<Vec<u8>>)>>,
     next_id: Mutex<u32>,
+}
+
+/// Keeps the newest `limit` entries of a small id-keyed cache.
+fn remember<T>(cache: &Mutex<VecDeque<(u32, T)>>, id: u32, value: T, limit: usize) {
+    let mut cache = cache.lock();
+    cache.push_back((id, value));
+    while cache.len() > limit {
+        cache.pop_front();
+    }
 }
 
 impl SegmentationManager {
@@ -76,28 +101,72 @@ impl SegmentationManager {
     pub fn new(models: Arc<ModelsManager>) -> Self {
         Self {
             models,
+            images: Mutex::new(VecDeque::new()),
             masks: Mutex::new(VecDeque::new()),
             next_id: Mutex::new(1),
         }
     }
 
-    /// Segments the image at `request.image_path`.
+    fn next_id(&self) -> u32 {
+        let mut next = self.next_id.lock();
+        let id = *next;
+        *next = next.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Decodes the image file at `path` and warms the model.
+    pub fn open_file(&self, path: &Path) -> CommandResult<OpenedImage> {
+        if !path.is_file() {
+            return Err(CommandError::FileNotFound {
+                path: path.display().to_string(),
+                message: format!("{} does not exist or is not a file", path.display()),
+            });
+        }
+        let image = segmentation::load_image(path)?;
+        self.opened(image)
+    }
+
+    /// Decodes an image sent as bytes (PNG or JPEG) and warms the model.
+    pub fn open_bytes(&self, bytes: &[u8]) -> CommandResult<OpenedImage> {
+        let image = segmentation::decode_image(bytes, "the image")?;
+        self.opened(image)
+    }
+
+    fn opened(&self, image: RgbImage) -> CommandResult<OpenedImage> {
+        let (width, height) = image.dimensions();
+        let image_id = self.next_id();
+        remember(&self.images, image_id, Arc::new(image), KEPT_IMAGES);
+        // The user is about to click: start loading now (a missing model is reported then).
+        if let Err(error) = self.models.warm(crate::catalog::Task::Segmentation) {
+            tracing::debug!(%error, "segmentation model not warmed");
+        }
+        Ok(OpenedImage {
+            image_id,
+            width,
+            height,
+        })
+    }
+
+    /// Segments an opened image for the request's points and box.
     pub fn segment(&self, request: &SegmentRequest) -> CommandResult<SegmentResult> {
         if request.points.is_empty() && request.bbox.is_none() {
             return Err(CommandError::invalid_input(
                 "click the object (or draw a box around it) to say what to segment",
             ));
         }
-        let path = Path::new(&request.image_path);
-        if !path.is_file() {
-            return Err(CommandError::FileNotFound {
-                path: request.image_path.clone(),
-                message: format!("{} does not exist or is not a file", path.display()),
-            });
-        }
+        let image = self
+            .images
+            .lock()
+            .iter()
+            .find(|(id, _)| *id == request.image_id)
+            .map(|(_, image)| image.clone())
+            .ok_or_else(|| {
+                CommandError::invalid_input(format!(
+                    "image {} is no longer open (only the last {KEPT_IMAGES} are kept); open it again",
+                    request.image_id
+                ))
+            })?;
         let started = Instant::now();
-        let image = segmentation::load_image(path)?;
-        let decode_us = crate::views::micros(started.elapsed());
         let prompt = Prompt {
             points: request
                 .points
@@ -127,19 +196,8 @@ impl SegmentationManager {
         let timings = self.models.finish_use(used);
         let mask = result?;
         let png = mask.to_png()?;
-        let mask_id = {
-            let mut next = self.next_id.lock();
-            let id = *next;
-            *next = next.wrapping_add(1).max(1);
-            id
-        };
-        {
-            let mut masks = self.masks.lock();
-            masks.push_back((mask_id, Arc::new(png)));
-            while masks.len() > KEPT_MASKS {
-                masks.pop_front();
-            }
-        }
+        let mask_id = self.next_id();
+        remember(&self.masks, mask_id, Arc::new(png), KEPT_MASKS);
         Ok(SegmentResult {
             mask_id,
             width: mask.width,
@@ -148,7 +206,7 @@ impl SegmentationManager {
             area: u32::try_from(mask.area()).unwrap_or(u32::MAX),
             embedding_cached: mask.embedding_cached,
             model_id,
-            decode_us,
+            total_us: crate::views::micros(started.elapsed()),
             timings,
         })
     }

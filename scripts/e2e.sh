@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# End-to-end tests: the real app (front end embedded) in a real WebKitGTK window under Xvfb,
+# driven by WebdriverIO through tauri-driver, with real models and MODEL_INACTIVITY_TIMEOUT=3.
+# Saves a screenshot of each page into docs/screenshots/.
+# Needs: npm packages (npm ci), build/ (npm run build), webkit2gtk-driver and tauri-driver
+# (installed here when absent), the fixtures (scripts/fixtures.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v tauri-driver >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tauri-driver" ] || cargo install tauri-driver --locked
+[ -f build/index.html ] || npm run build
+cargo build -p dormouse --features custom-protocol --locked
+fixtures="$(bash scripts/fixtures.sh | tail -n 1)"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+export XDG_CONFIG_HOME="$scratch/config" XDG_DATA_HOME="$scratch/data"
+DORMOUSE_MODELS_DIR="$(bash scripts/install-models.sh)"
+cargo run -q -p engines --example random_sam_weights --locked -- "$DORMOUSE_MODELS_DIR/mobile_sam.safetensors" >/dev/null
+python3 - "$scratch/square.png" <<'PY'
+import struct, sys, zlib
+n = 256
+rows = b"".join(b"\0" + b"".join(bytes((230, 200, 40) if 64 <= x < 192 and 64 <= y < 192 else (20, 30, 60)) for x in range(n)) for y in range(n))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", n, n, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+PY
+mkdir -p docs/screenshots
+export DORMOUSE_MODELS_DIR DORMOUSE_FIXTURES="$fixtures" E2E_SCRATCH="$scratch" E2E_SCREENSHOTS="$PWD/docs/screenshots"
+export MODEL_INACTIVITY_TIMEOUT=3 MODEL_CHECK_INTERVAL=1
+xvfb-run -a -s "-screen 0 1280x900x24" npx wdio run tests/e2e/wdio.conf.mjs

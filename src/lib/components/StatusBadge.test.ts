@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { fireEvent, screen } from "@testing-library/svelte";
+import StatusBadge from "./StatusBadge.svelte";
+import { mockBackend, model, pushStatus, renderWithStores, settle, settingsView } from "../test/harness";
+
+describe("StatusBadge", () => {
+  it("follows status events: unloaded, loading with progress, loaded with memory", async () => {
+    mockBackend();
+    await renderWithStores(StatusBadge);
+    const badge = screen.getByTestId("status-badge");
+    expect(badge.dataset.modelState).toBe("unloaded");
+    expect(badge.textContent).toContain("Unloaded");
+
+    await pushStatus(model({ slot: "transcription", state: "loading", load_progress: 0.4 }));
+    await settle();
+    expect(badge.dataset.modelState).toBe("loading");
+    expect(badge.textContent).toContain("Loading 40% Whisper base");
+
+    await pushStatus(model({ slot: "transcription", state: "loaded", resident_bytes: 142_000_000 }));
+    await settle();
+    expect(badge.dataset.modelState).toBe("loaded");
+    expect(badge.textContent).toContain("Loaded: Whisper base · 142 MB");
+
+    await pushStatus(model({ slot: "transcription", state: "unloaded" }));
+    await settle();
+    expect(badge.dataset.modelState).toBe("unloaded");
+  });
+
+  it("hides memory when the user turned it off and shows failures", async () => {
+    const base = settingsView();
+    mockBackend({
+      settings: { ...base, settings: { ...base.settings, show_memory_usage: false } },
+      models: [model({ slot: "transcription", state: "loaded", resident_bytes: 142_000_000 }), model({ slot: "vad" })],
+    });
+    await renderWithStores(StatusBadge);
+    expect(screen.getByTestId("status-badge").textContent).not.toContain("MB");
+    await pushStatus(model({ slot: "transcription", state: "failed", last_error: "bad file" }));
+    await settle();
+    expect(screen.getByTestId("status-badge").dataset.modelState).toBe("failed");
+  });
+
+  it("lists every model with its own unload button", async () => {
+    const calls = mockBackend({
+      models: [model({ slot: "transcription", state: "loaded", resident_bytes: 1e8 }), model({ slot: "segmentation" })],
+      handler: (cmd) =>
+        cmd === "manually_unload_model" ? { unloaded: [], deferred: [], cancelled_loads: [], total_freed_bytes: 0 } : undefined,
+    });
+    await renderWithStores(StatusBadge);
+    await fireEvent.click(screen.getByTestId("status-badge"));
+    await settle();
+    // floating-ui cannot measure in jsdom, so the open popover stays visibility:hidden here.
+    const button = (label: string) => {
+      const found = document.querySelector<HTMLButtonElement>(`button[aria-label="${label}"]`);
+      if (!found) throw new Error(`no button ${label}`);
+      return found;
+    };
+    const unloadWhisper = button("Unload Whisper base");
+    expect(button("Unload SAM tiny (MobileSAM)").disabled).toBe(true);
+    await fireEvent.click(unloadWhisper);
+    await settle();
+    expect(calls).toContainEqual({ cmd: "manually_unload_model", args: { slot: "transcription" } });
+  });
+});

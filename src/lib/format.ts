@@ -1,0 +1,75 @@
+// How Dormouse words sizes, durations and model states for people. Pure functions: tested
+// on their own and used by every component.
+import type { ModelStatusView, StrategyChoice, UnloadSummary } from "./types";
+
+/** "142 MB" (decimal megabytes, as file managers show them). */
+export function megabytes(bytes: number): string {
+  const mb = bytes / 1e6;
+  return mb >= 10 ? `${Math.round(mb)} MB` : `${mb.toFixed(1)} MB`;
+}
+
+/** "45s", "1m02s", "1h03m". */
+export function clock(ms: number): string {
+  const total = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  if (h > 0) return `${h}h${String(m).padStart(2, "0")}m`;
+  if (m > 0) return `${m}m${String(s).padStart(2, "0")}s`;
+  return `${s}s`;
+}
+
+/** A duration measured in microseconds, for the cost panel: "412 ms", "2.4 s". */
+export function micros(us: number): string {
+  if (us < 1000) return `${(us / 1000).toFixed(2)} ms`;
+  if (us < 10_000_000) return `${Math.round(us / 1000)} ms`;
+  return `${(us / 1e6).toFixed(1)} s`;
+}
+
+/** "idle 1m02s · unloads in 3m58s", "in use", "kept loaded" — for a loaded model. */
+export function idleLine(model: ModelStatusView, now: number): string | null {
+  if (model.state !== "loaded") return null;
+  if (model.leases > 0) return "in use";
+  const idle = model.last_used_ms !== null ? `idle ${clock(now - model.last_used_ms)}` : "idle";
+  if (model.expires_at_ms === null) return `${idle} · kept loaded`;
+  const left = model.expires_at_ms - now;
+  return left > 0 ? `${idle} · unloads in ${clock(left)}` : `${idle} · unloading`;
+}
+
+/** The word for a model's state. */
+export function stateLabel(model: ModelStatusView): string {
+  switch (model.state) {
+    case "unloaded":
+      return "Unloaded";
+    case "loading":
+      return model.load_progress !== null ? `Loading ${Math.round(model.load_progress * 100)}%` : "Loading";
+    case "loaded":
+      return "Loaded";
+    case "unloading":
+      return "Unloading";
+    case "failed":
+      return "Failed";
+  }
+}
+
+/** The toast after "Unload models". */
+export function unloadMessage(summary: UnloadSummary): string {
+  const names = summary.unloaded.map((u) => u.display_name);
+  const deferred = summary.deferred.length;
+  if (names.length === 0 && deferred === 0 && summary.cancelled_loads.length === 0) {
+    return "No models were loaded";
+  }
+  const parts: string[] = [];
+  if (names.length > 0) parts.push(`Models unloaded: ${names.join(", ")} (freed ${megabytes(summary.total_freed_bytes)})`);
+  if (summary.cancelled_loads.length > 0) parts.push(`cancelled ${summary.cancelled_loads.length} load(s)`);
+  if (deferred > 0) parts.push(`${deferred} in use will unload when done`);
+  return parts.join("; ");
+}
+
+/** What each memory strategy does, in one line. */
+export const STRATEGY_HELP: Record<StrategyChoice, { label: string; help: string }> = {
+  auto: { label: "Auto (5 min)", help: "Models stay warm while you work and unload after 5 minutes without use." },
+  always_loaded: { label: "Always loaded", help: "Fastest answers: models stay in memory until you unload them." },
+  immediate: { label: "Unload immediately", help: "Least memory: each model unloads as soon as its request finishes." },
+  custom: { label: "Custom", help: "Choose how long an unused model stays loaded (1–60 minutes)." },
+};
