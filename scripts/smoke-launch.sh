@@ -9,7 +9,15 @@ cd "$(dirname "$0")/.."
 cargo build -p dormouse --features custom-protocol --locked
 home="$(mktemp -d)"
 log="$home/dormouse.log"
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$home"' EXIT
+app_pid=""
+cleanup() {
+    # xvfb-run is a shell script: stop the app itself, then xvfb-run and its X server.
+    [ -n "$app_pid" ] && kill "$app_pid" 2>/dev/null
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rm -rf "$home"
+}
+trap cleanup EXIT
 export XDG_CONFIG_HOME="$home/config" XDG_DATA_HOME="$home/data"
 DORMOUSE_MODELS_DIR="$(XDG_DATA_HOME="$home/data" bash scripts/install-models.sh)"
 export DORMOUSE_MODELS_DIR
