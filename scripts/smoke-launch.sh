@@ -12,9 +12,9 @@ log="$home/dormouse.log"
 app_pid=""
 cleanup() {
     # xvfb-run is a shell script: stop the app itself, then xvfb-run and its X server.
-    [ -n "$app_pid" ] && kill "$app_pid" 2>/dev/null
-    kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    if [ -n "$app_pid" ]; then kill "$app_pid" 2>/dev/null || true; fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
     rm -rf "$home"
 }
 trap cleanup EXIT
