@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { fireEvent, screen } from "@testing-library/svelte";
+import Page from "./segment/+page.svelte";
+import { mockBackend, renderWithStores, settle } from "$lib/test/harness";
+
+function pick(input: HTMLInputElement, bytes: number[]) {
+  const file = new File([new Uint8Array(bytes)], "cells.png", { type: "image/png" });
+  Object.defineProperty(input, "files", { value: [file], configurable: true });
+  return fireEvent.change(input);
+}
+
+describe("Segment page", () => {
+  it("opens the image as raw bytes, segments a click and fetches the mask", async () => {
+    // jsdom has no object URLs.
+    URL.createObjectURL = () => "blob:mask";
+    URL.revokeObjectURL = () => {};
+    const calls = mockBackend({
+      handler: (cmd) => {
+        if (cmd === "open_image") return { image_id: 7, width: 200, height: 100 };
+        if (cmd === "segment")
+          return { mask_id: 3, width: 200, height: 100, score: 0.91, area: 5000, embedding_cached: false, model_id: "sam-tiny", total_us: 900_000, timings: { wait_us: 30_000, cold: true, inference_us: 850_000 } };
+        if (cmd === "mask_png") return new Uint8Array([137, 80, 78, 71]).buffer;
+        return undefined;
+      },
+    });
+    await renderWithStores(Page);
+    await pick(screen.getByTestId("image-file") as HTMLInputElement, [137, 80, 78, 71]);
+    await settle();
+    expect(calls.find((c) => c.cmd === "open_image")?.args).toBeInstanceOf(Uint8Array);
+    const stage = document.querySelector<HTMLElement>(".stage");
+    expect(stage).not.toBeNull();
+    stage!.getBoundingClientRect = () => ({ left: 0, top: 0, width: 400, height: 200, right: 400, bottom: 200, x: 0, y: 0, toJSON: () => ({}) });
+    await fireEvent.click(stage!, { clientX: 100, clientY: 50 });
+    await settle();
+    const request = calls.find((c) => c.cmd === "segment")?.args as { request: { image_id: number; points: unknown[] } };
+    expect(request.request).toEqual({ image_id: 7, points: [{ x: 50, y: 25, foreground: true }], bbox: null });
+    expect(calls).toContainEqual({ cmd: "mask_png", args: { maskId: 3 } });
+    expect(screen.getByTestId("segment-result").textContent).toContain("Score 0.91");
+    expect(screen.getByText("Export mask (PNG)")).toBeTruthy();
+  });
+
+  it("shows why an image could not be opened", async () => {
+    mockBackend({
+      handler: (cmd) => {
+        if (cmd === "open_image") throw { kind: "invalid_input", message: "the image could not be decoded: unknown format" };
+        return undefined;
+      },
+    });
+    await renderWithStores(Page);
+    await pick(screen.getByTestId("image-file") as HTMLInputElement, [1, 2, 3]);
+    expect((await screen.findByRole("alert")).textContent).toContain("could not be decoded");
+  });
+});
