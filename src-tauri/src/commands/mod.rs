@@ -9,7 +9,19 @@ pub mod segmentation;
 pub mod settings;
 pub mod transcription;
 
+use tauri::ipc::{InvokeBody, Request};
+
 use crate::error::{CommandError, CommandResult};
+
+/// The raw bytes of a request body; a JSON body is refused with a message naming `what`.
+pub fn raw_body(request: &Request<'_>, what: &str) -> CommandResult<Vec<u8>> {
+    match request.body() {
+        InvokeBody::Raw(bytes) => Ok(bytes.clone()),
+        InvokeBody::Json(_) => Err(CommandError::invalid_input(format!(
+            "{what} must be sent as raw bytes (an ArrayBuffer or Uint8Array)"
+        ))),
+    }
+}
 
 /// Runs `work` on the blocking pool so the UI never waits on inference or disk.
 pub async fn blocking<T: Send + 'static>(

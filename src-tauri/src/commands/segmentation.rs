@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use std::path::PathBuf;
 
-use tauri::ipc::{InvokeBody, Request, Response};
+use tauri::ipc::{Request, Response};
 use tauri::State;
 
 use super::blocking;
-use crate::error::{CommandError, CommandResult};
+use crate::error::CommandResult;
 use crate::managers::segmentation::{
     OpenedImage, SegmentRequest, SegmentResult, SegmentationManager,
 };
@@ -32,12 +32,7 @@ pub async fn open_image(
     manager: State<'_, Arc<SegmentationManager>>,
     request: Request<'_>,
 ) -> CommandResult<OpenedImage> {
-    let InvokeBody::Raw(bytes) = request.body() else {
-        return Err(CommandError::invalid_input(
-            "the image must be sent as raw bytes (an ArrayBuffer or Uint8Array)",
-        ));
-    };
-    let bytes = bytes.clone();
+    let bytes = super::raw_body(&request, "the image")?;
     let manager = manager.inner().clone();
     blocking(move || manager.open_bytes(&bytes)).await
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tauri::ipc::{InvokeBody, Request};
+use tauri::ipc::Request;
 use tauri::State;
 
 use super::blocking;
@@ -33,11 +33,7 @@ pub async fn transcribe_audio(
     manager: State<'_, Arc<TranscriptionManager>>,
     request: Request<'_>,
 ) -> CommandResult<Transcription> {
-    let InvokeBody::Raw(bytes) = request.body() else {
-        return Err(CommandError::invalid_input(
-            "the recording must be sent as raw bytes (an ArrayBuffer or Uint8Array)",
-        ));
-    };
+    let bytes = super::raw_body(&request, "the recording")?;
     let settings = match request.headers().get(SETTINGS_HEADER) {
         None => TranscribeSettings::default(),
         Some(value) => value
@@ -50,7 +46,6 @@ pub async fn transcribe_audio(
                 ))
             })?,
     };
-    let bytes = bytes.clone();
     let manager = manager.inner().clone();
     blocking(move || manager.transcribe_bytes(bytes, &settings)).await
 }

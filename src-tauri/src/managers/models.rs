@@ -497,6 +497,15 @@ impl ModelsManager {
         self.timings.lock().get(&slot).copied()
     }
 
+    /// The model id `slot` holds or will load next (e.g. `whisper-base`, `user:<id>`).
+    pub fn model_id(&self, slot: Slot) -> String {
+        self.core
+            .status()
+            .model(&slot.key())
+            .map(|m| m.model_id.to_string())
+            .unwrap_or_default()
+    }
+
     fn model_view(&self, slot: Slot) -> CommandResult<ModelStatusView> {
         self.status()
             .models

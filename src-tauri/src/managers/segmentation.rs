@@ -185,14 +185,7 @@ impl SegmentationManager {
             .downcast::<SamModel>()
             .ok_or_else(|| CommandError::internal("the segmentation slot holds no SAM model"))?;
         let result = sam.segment(&image, &prompt);
-        let model_id = self
-            .models
-            .status()
-            .models
-            .into_iter()
-            .find(|m| m.slot == Slot::Segmentation)
-            .map(|m| m.model_id)
-            .unwrap_or_default();
+        let model_id = self.models.model_id(Slot::Segmentation);
         let timings = self.models.finish_use(used);
         let mask = result?;
         let png = mask.to_png()?;

@@ -146,19 +146,12 @@ impl TranscriptionManager {
             translate: settings.translate,
             ..TranscribeOptions::default()
         };
-        let model_id = used.lease.key().to_string();
         let result = whisper.transcribe(&audio.samples, &options, vad);
         let skipped_silence = vad.is_some();
         if let Some(vad_use) = vad_use {
             self.models.finish_use(vad_use);
         }
-        let model_id = self
-            .models
-            .status()
-            .models
-            .into_iter()
-            .find(|m| m.slot == Slot::Transcription)
-            .map_or(model_id, |m| m.model_id);
+        let model_id = self.models.model_id(Slot::Transcription);
         let timings = self.models.finish_use(used);
         let transcript = result?;
         Ok(Transcription {
