@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, Runtime};
@@ -24,6 +26,25 @@ pub struct Tray<R: Runtime> {
     icon: TrayIcon<R>,
     lines: BTreeMap<Slot, MenuItem<R>>,
     unload: MenuItem<R>,
+    /// What the tray's last "Unload models" freed, shown on that item.
+    last_freed: Arc<Mutex<Option<String>>>,
+}
+
+/// The "Unload models" item's text, with what the last tray unload freed.
+pub fn unload_label(last_freed: Option<&str>) -> String {
+    match last_freed {
+        Some(freed) => format!("Unload models (last: {freed})"),
+        None => "Unload models".to_owned(),
+    }
+}
+
+/// What an unload freed, in a few words.
+pub fn freed_words(summary: &crate::views::UnloadSummary) -> String {
+    if summary.unloaded.is_empty() {
+        "nothing was loaded".to_owned()
+    } else {
+        format!("freed {}", megabytes(summary.total_freed_bytes))
+    }
 }
 
 /// Megabytes for people.
@@ -53,6 +74,8 @@ impl<R: Runtime> Tray<R> {
     /// Builds the tray for `app`.
     pub fn build(app: &AppHandle<R>, models: Arc<ModelsManager>) -> tauri::Result<Arc<Self>> {
         let status = models.status();
+        let last_freed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let freed_sink = last_freed.clone();
         let mut lines = BTreeMap::new();
         for model in &status.models {
             lines.insert(
@@ -84,8 +107,10 @@ impl<R: Runtime> Tray<R> {
                 UNLOAD => {
                     let models = models.clone();
                     let app = app.clone();
+                    let freed_sink = freed_sink.clone();
                     std::thread::spawn(move || match models.unload(None) {
                         Ok(summary) => {
+                            *freed_sink.lock() = Some(freed_words(&summary));
                             if let Err(error) = TrayUnloaded(summary).emit(&app) {
                                 tracing::warn!(%error, "could not tell the window what the tray unloaded");
                             }
@@ -108,6 +133,7 @@ impl<R: Runtime> Tray<R> {
             icon,
             lines,
             unload,
+            last_freed,
         });
         tray.update(&status);
         Ok(tray)
@@ -126,6 +152,9 @@ impl<R: Runtime> Tray<R> {
             .filter(|m| m.state == ModelStateView::Loaded)
             .collect();
         let _ = self.unload.set_enabled(!loaded.is_empty());
+        let _ = self
+            .unload
+            .set_text(unload_label(self.last_freed.lock().as_deref()));
         let tooltip = if loaded.is_empty() {
             "Dormouse — no models loaded".to_owned()
         } else {
@@ -140,5 +169,32 @@ impl<R: Runtime> Tray<R> {
             )
         };
         let _ = self.icon.set_tooltip(Some(tooltip));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::{ReasonView, UnloadSummary, UnloadedView};
+
+    #[test]
+    fn the_unload_item_says_what_the_last_unload_freed() {
+        assert_eq!(unload_label(None), "Unload models");
+        let mut summary = UnloadSummary::default();
+        assert_eq!(freed_words(&summary), "nothing was loaded");
+        summary.unloaded.push(UnloadedView {
+            slot: Slot::Transcription,
+            model_id: "whisper-base".into(),
+            display_name: "Whisper base".into(),
+            resident_bytes: 190_000_000,
+            bytes_freed: Some(187_000_000),
+            reason: ReasonView::Manual,
+            at_ms: 0,
+        });
+        summary.total_freed_bytes = 187_000_000;
+        assert_eq!(
+            unload_label(Some(&freed_words(&summary))),
+            "Unload models (last: freed 187 MB)"
+        );
     }
 }
