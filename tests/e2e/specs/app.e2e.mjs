@@ -109,9 +109,10 @@ describe("Dormouse", () => {
     let toast = null;
     for (let attempt = 0; attempt < 3 && toast === null; attempt++) {
       await openAudio(path.join(fixtures, "beckett.wav"));
-      const transcript = await $('[data-testid="transcript"]');
-      await transcript.waitForExist({ reverse: true, timeout: 10_000 });
-      await transcript.waitForExist({ timeout: 120_000 });
+      // By query, not by element handle: the old transcript node is replaced, not reused.
+      const shown = () => browser.execute(() => document.querySelector('[data-testid="transcript"]') !== null);
+      await browser.waitUntil(async () => !(await shown()), { timeout: 10_000, timeoutMsg: "the old transcript stayed" });
+      await browser.waitUntil(shown, { timeout: 120_000, timeoutMsg: "no transcript" });
       await (await $('[data-testid="unload-all"]')).click();
       toast = await toastSaying(/Models unloaded: |No models were loaded/);
       if (!toast.includes("Models unloaded: ")) toast = null;
