@@ -9,7 +9,7 @@
 //! takes its own lock inside each call), and `timings` / `notices` are leaf locks.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -683,9 +683,4 @@ fn detect_task(path: &Path) -> CommandResult<Task> {
             reason(sam.map(drop))
         ),
     })
-}
-
-/// Where a test or the run script puts files for a models folder.
-pub fn base_model_path(models_dir: &Path, id: &str) -> Option<PathBuf> {
-    catalog::entry(id).map(|e| models_dir.join(e.file_name))
 }
