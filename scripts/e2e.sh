@@ -22,6 +22,14 @@ rows = b"".join(b"\0" + b"".join(bytes((230, 200, 40) if 64 <= x < 192 and 64 <=
 chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
 open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", n, n, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 PY
+# Two catalog models point at the downloads spec's server on 127.0.0.1: Whisper tiny is
+# served the fixture Whisper model (its real digest), Whisper small bytes with a wrong one.
+port=47831
+printf '{"whisper-tiny": {"url": "http://127.0.0.1:%s/ggml-tiny.bin", "sha256": "%s"},
+ "whisper-small": {"url": "http://127.0.0.1:%s/ggml-small.bin", "sha256": "%s"}}\n' \
+    "$port" "$(sha256sum "$fixtures/ggml-base.bin" | cut -d' ' -f1)" "$port" "$(printf '0%.0s' {1..64})" \
+    > "$scratch/overrides.json"
+export DORMOUSE_CATALOG_OVERRIDES="$scratch/overrides.json" E2E_DOWNLOAD_PORT="$port"
 mkdir -p docs/screenshots
 export DORMOUSE_MODELS_DIR DORMOUSE_FIXTURES="$fixtures" E2E_SCRATCH="$scratch" E2E_SCREENSHOTS="$PWD/docs/screenshots"
 export MODEL_INACTIVITY_TIMEOUT=3 MODEL_CHECK_INTERVAL=1

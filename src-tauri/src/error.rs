@@ -80,6 +80,14 @@ pub enum CommandError {
         /// What to show.
         message: String,
     },
+    /// A download could not start or failed.
+    #[error("{message}")]
+    DownloadFailed {
+        /// The model.
+        model_id: String,
+        /// What to show.
+        message: String,
+    },
     /// The app is quitting.
     #[error("{message}")]
     ShuttingDown {
@@ -137,6 +145,7 @@ impl CommandError {
             | Self::Cancelled { message }
             | Self::MemoryBudgetExceeded { message }
             | Self::InUse { message }
+            | Self::DownloadFailed { message, .. }
             | Self::ShuttingDown { message }
             | Self::Internal { message } => message,
         }
@@ -179,6 +188,7 @@ impl From<ManagerError> for CommandError {
             ManagerError::MemoryBudgetExceeded { .. } => Self::MemoryBudgetExceeded { message },
             ManagerError::InvalidConfig(_) => Self::InvalidSetting { message },
             ManagerError::ShuttingDown => Self::ShuttingDown { message },
+            ManagerError::InUse { .. } => Self::InUse { message },
             ManagerError::InvalidKey(id) => Self::unknown_model(id, message),
             ManagerError::UnknownModel(key) => Self::unknown_model(key.to_string(), message),
             _ => Self::Internal { message },

@@ -37,6 +37,11 @@ pub struct ModelUnloaded(pub UnloadedView);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
 pub struct SettingsChanged(pub SettingsView);
 
+/// A download progressed, retried, finished, failed or was cancelled (byte progress at most
+/// four times a second).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
+pub struct DownloadProgress(pub crate::managers::downloads::DownloadView);
+
 /// The tray's "Unload models" ran; the window shows what it freed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
 pub struct TrayUnloaded(pub UnloadSummary);

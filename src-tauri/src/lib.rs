@@ -24,6 +24,7 @@ use specta_typescript::Typescript;
 use tauri::{Manager, RunEvent, Runtime};
 use tauri_specta::{collect_commands, collect_events, Event};
 
+use crate::managers::downloads::DownloadsManager;
 use crate::managers::models::ModelsManager;
 use crate::managers::segmentation::SegmentationManager;
 use crate::managers::transcription::TranscriptionManager;
@@ -49,6 +50,10 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             commands::models::reset_to_base_model,
             commands::models::import_model,
             commands::models::manually_unload_model,
+            commands::downloads::download_model,
+            commands::downloads::cancel_download,
+            commands::downloads::list_downloads,
+            commands::downloads::delete_model,
             commands::settings::get_settings,
             commands::settings::update_model_config,
             commands::settings::update_settings,
@@ -62,6 +67,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             events::ModelUnloaded,
             events::SettingsChanged,
             events::TrayUnloaded,
+            events::DownloadProgress,
         ])
         .typ::<managers::transcription::TranscribeSettings>()
         .typ::<managers::transcription::Transcription>()
@@ -211,6 +217,17 @@ pub fn initialize<R: Runtime>(
             }
         },
     )?;
+    let handle = app.clone();
+    let downloads = DownloadsManager::new(
+        models.clone(),
+        |v| (launch.env)(v),
+        move |view| {
+            if let Err(error) = events::DownloadProgress(view).emit(&handle) {
+                tracing::warn!(%error, "could not emit DownloadProgress");
+            }
+        },
+    );
+    app.manage(Arc::new(downloads));
     app.manage(Arc::new(TranscriptionManager::new(models.clone())));
     app.manage(Arc::new(SegmentationManager::new(models.clone())));
     app.manage(models);
@@ -232,6 +249,9 @@ fn point_onnx_runtime_at(dir: &Path, env: &EnvLookup) {
 
 /// Stops the idle checker and unloads everything; safe to call more than once.
 pub fn shut_down<R: Runtime>(app: &tauri::AppHandle<R>) {
+    if let Some(downloads) = app.try_state::<Arc<DownloadsManager>>() {
+        downloads.shutdown();
+    }
     if let Some(models) = app.try_state::<Arc<ModelsManager>>() {
         let summary = models.shutdown();
         tracing::info!(

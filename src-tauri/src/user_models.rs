@@ -172,6 +172,23 @@ impl UserModels {
         Ok(meta)
     }
 
+    /// Deletes `id`'s metadata (so it stops being listed) and then its weights.
+    pub fn remove(&self, id: &UserModelId, task: Task) -> CommandResult<()> {
+        for path in [self.meta_path(id), self.weights_path(id, task)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(CommandError::internal(format!(
+                        "could not delete {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn fresh_id(&self, display_name: &str) -> UserModelId {
         let mut base: String = display_name
             .to_lowercase()

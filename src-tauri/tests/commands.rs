@@ -3,6 +3,7 @@
 //! audio) and the persistence rules (restart with a user model, with its file deleted, with
 //! a corrupt settings file, with environment overrides).
 
+mod app_downloads;
 mod support;
 
 use serde_json::{json, Value};

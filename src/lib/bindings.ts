@@ -25,6 +25,17 @@ export const commands = {
 	importModel: (path: string, displayName: string | null) => typedError<ModelInfo_Serialize, CommandError>(__TAURI_INVOKE("import_model", { path, displayName })),
 	/**  Unloads one model, or all of them when `slot` is null; says what was freed. */
 	manuallyUnloadModel: (slot: Slot | null) => typedError<UnloadSummary_Serialize, CommandError>(__TAURI_INVOKE("manually_unload_model", { slot })),
+	/**  Starts downloading catalog model `model_id` (a second request joins the first). */
+	downloadModel: (modelId: string) => typedError<DownloadView_Serialize, CommandError>(__TAURI_INVOKE("download_model", { modelId })),
+	/**  Cancels `model_id`'s download and removes what it wrote; false when none was running. */
+	cancelDownload: (modelId: string) => __TAURI_INVOKE<boolean>("cancel_download", { modelId }),
+	/**  The downloads in flight (the page's starting point; events follow). */
+	listDownloads: () => __TAURI_INVOKE<DownloadView_Serialize[]>("list_downloads"),
+	/**
+	 *  Deletes an installed model (`whisper-small`, `user:<id>`); refused while it is loaded,
+	 *  in use or downloading.
+	 */
+	deleteModel: (modelId: string) => typedError<DeletedModel, CommandError>(__TAURI_INVOKE("delete_model", { modelId })),
 	/**  The settings, the environment overrides in force and startup notices. */
 	getSettings: () => __TAURI_INVOKE<SettingsView_Serialize>("get_settings"),
 	/**  Applies and saves a new memory strategy (validated first; nothing changes on error). */
@@ -41,6 +52,7 @@ export const commands = {
 
 /** Events */
 export const events = {
+	downloadProgress: makeEvent<DownloadProgress_Serialize, DownloadProgress_Deserialize>("download-progress"),
 	modelLoadProgress: makeEvent<ModelLoadProgress, ModelLoadProgress>("model-load-progress"),
 	modelStatusChanged: makeEvent<ModelStatusChanged_Serialize, ModelStatusChanged_Deserialize>("model-status-changed"),
 	modelUnloaded: makeEvent<ModelUnloaded_Serialize, ModelUnloaded_Deserialize>("model-unloaded"),
@@ -129,6 +141,12 @@ message: string } |
 { kind: "in_use"; 
 /**  What to show. */
 message: string } | 
+/**  A download could not start or failed. */
+{ kind: "download_failed"; 
+/**  The model. */
+model_id: string; 
+/**  What to show. */
+message: string } | 
 /**  The app is quitting. */
 { kind: "shutting_down"; 
 /**  What to show. */
@@ -137,6 +155,158 @@ message: string } |
 { kind: "internal"; 
 /**  What to show. */
 message: string };
+
+/**  What [`ModelsManager::delete_model`] removed. */
+export type DeletedModel = {
+	/**  The model's id. */
+	id: string,
+	/**  Its name. */
+	display_name: string,
+	/**  Disk space given back. */
+	freed_bytes: number,
+};
+
+/**  What kind of failure, for the UI to word and style. */
+export type DownloadErrorKind = 
+/**  The server answered with an HTTP error. */
+"http" | 
+/**  The connection kept failing. */
+"network" | 
+/**  The file was corrupt (SHA-256 mismatch) and was deleted. */
+"checksum_mismatch" | 
+/**  The server's file has the wrong size. */
+"wrong_size" | 
+/**  Not enough disk space. */
+"insufficient_space" | 
+/**  Anything else (disk, archive, destination). */
+"other";
+
+/**  A download's failure as the UI shows it. */
+export type DownloadFailure = {
+	/**  What kind. */
+	kind: DownloadErrorKind,
+	/**  What to show. */
+	message: string,
+};
+
+/**  A catalog model's download, as the models page shows it. */
+export type DownloadOffer = DownloadOffer_Serialize | DownloadOffer_Deserialize;
+
+/**  A catalog model's download, as the models page shows it. */
+export type DownloadOffer_Deserialize = {
+	/**  The URL. */
+	url: string,
+	/**  Exact size, where the publisher lists it. */
+	bytes?: number | null,
+	/**  Who publishes it. */
+	publisher: string,
+	/**  Unpacked from an archive into a folder. */
+	archive: boolean,
+};
+
+/**  A catalog model's download, as the models page shows it. */
+export type DownloadOffer_Serialize = {
+	/**  The URL. */
+	url: string,
+	/**  Exact size, where the publisher lists it. */
+	bytes: number | null,
+	/**  Who publishes it. */
+	publisher: string,
+	/**  Unpacked from an archive into a folder. */
+	archive: boolean,
+};
+
+/**  Where a download is. */
+export type DownloadPhase = 
+/**  Opening the connection. */
+"connecting" | 
+/**  Bytes are arriving. */
+"downloading" | 
+/**  The connection failed; the next attempt starts soon. */
+"retrying" | 
+/**  Checking the SHA-256. */
+"verifying" | 
+/**  Unpacking the archive. */
+"unpacking" | 
+/**  Installed. */
+"finished" | 
+/**  Stopped with an error. */
+"failed" | 
+/**  Cancelled. */
+"cancelled";
+
+/**
+ *  A download progressed, retried, finished, failed or was cancelled (byte progress at most
+ *  four times a second).
+ */
+export type DownloadProgress = DownloadProgress_Serialize | DownloadProgress_Deserialize;
+
+/**
+ *  A download progressed, retried, finished, failed or was cancelled (byte progress at most
+ *  four times a second).
+ */
+export type DownloadProgress_Deserialize = DownloadView_Deserialize;
+
+/**
+ *  A download progressed, retried, finished, failed or was cancelled (byte progress at most
+ *  four times a second).
+ */
+export type DownloadProgress_Serialize = DownloadView_Serialize;
+
+/**  One download's status (pushed as [`crate::events::DownloadProgress`]). */
+export type DownloadView = DownloadView_Serialize | DownloadView_Deserialize;
+
+/**  One download's status (pushed as [`crate::events::DownloadProgress`]). */
+export type DownloadView_Deserialize = {
+	/**  The catalog id. */
+	model_id: string,
+	/**  Where it is. */
+	phase: DownloadPhase,
+	/**  Bytes on disk. */
+	bytes: number,
+	/**  Full size, once known. */
+	total_bytes?: number | null,
+	/**  Recent speed. */
+	bytes_per_sec: number | null,
+	/**  Seconds left at that speed. */
+	eta_secs?: number | null,
+	/**  Attempt running (1-based). */
+	attempt: number,
+	/**  Attempts allowed. */
+	max_attempts: number,
+	/**  Bytes kept from an earlier attempt when this one resumed. */
+	resumed_from?: number | null,
+	/**  While retrying: milliseconds until the next attempt. */
+	retry_in_ms?: number | null,
+	/**  Why the last attempt failed (retrying) or the download failed. */
+	error?: DownloadFailure | null,
+};
+
+/**  One download's status (pushed as [`crate::events::DownloadProgress`]). */
+export type DownloadView_Serialize = {
+	/**  The catalog id. */
+	model_id: string,
+	/**  Where it is. */
+	phase: DownloadPhase,
+	/**  Bytes on disk. */
+	bytes: number,
+	/**  Full size, once known. */
+	total_bytes: number | null,
+	/**  Recent speed. */
+	bytes_per_sec: number | null,
+	/**  Seconds left at that speed. */
+	eta_secs: number | null,
+	/**  Attempt running (1-based). */
+	attempt: number,
+	/**  Attempts allowed. */
+	max_attempts: number,
+	/**  Bytes kept from an earlier attempt when this one resumed. */
+	resumed_from: number | null,
+	/**  While retrying: milliseconds until the next attempt. */
+	retry_in_ms: number | null,
+	/**  Why the last attempt failed (retrying) or the download failed. */
+	error: DownloadFailure | null,
+};
 
 /**  The inference engine behind a model. */
 export type Engine = 
@@ -259,6 +429,10 @@ export type ModelInfo_Deserialize = {
 	good_for: string,
 	/**  Whether it is the model its task uses now. */
 	active: boolean,
+	/**  Whether this version of Dormouse can run it (see [`catalog::CatalogEntry::runnable`]). */
+	runnable: boolean,
+	/**  Where it can be downloaded from (`None`: installed by the setup script, or a user model). */
+	download?: DownloadOffer_Deserialize | null,
 };
 
 /**  Static and on-disk facts about a model; answering never loads anything. */
@@ -291,6 +465,10 @@ export type ModelInfo_Serialize = {
 	good_for: string,
 	/**  Whether it is the model its task uses now. */
 	active: boolean,
+	/**  Whether this version of Dormouse can run it (see [`catalog::CatalogEntry::runnable`]). */
+	runnable: boolean,
+	/**  Where it can be downloaded from (`None`: installed by the setup script, or a user model). */
+	download: DownloadOffer_Serialize | null,
 };
 
 /**  A load in flight progressed. */

@@ -1,6 +1,6 @@
 // How Dormouse words sizes, durations and model states for people. Pure functions: tested
 // on their own and used by every component.
-import type { ModelStatusView, StrategyChoice, UnloadSummary } from "./types";
+import type { DownloadView, ModelStatusView, StrategyChoice, UnloadSummary } from "./types";
 
 /** "142 MB" (decimal megabytes, as file managers show them). */
 export function megabytes(bytes: number): string {
@@ -73,3 +73,59 @@ export const STRATEGY_HELP: Record<StrategyChoice, { label: string; help: string
   immediate: { label: "Unload immediately", help: "Least memory: each model unloads as soon as its request finishes." },
   custom: { label: "Custom", help: "Choose how long an unused model stays loaded (1–60 minutes)." },
 };
+
+/** "5.2 MB/s". */
+export function speed(bytesPerSec: number): string {
+  return `${megabytes(bytesPerSec)}/s`;
+}
+
+/** A download's progress in one line: "43 MB of 78 MB · 5.2 MB/s · 7s left",
+ * "Connection dropped — retrying in 2s (attempt 2 of 6)", "Checking the file…". */
+export function downloadLine(view: DownloadView): string {
+  const done = view.total_bytes !== null ? `${megabytes(view.bytes)} of ${megabytes(view.total_bytes)}` : megabytes(view.bytes);
+  switch (view.phase) {
+    case "connecting":
+      return view.resumed_from !== null
+        ? `Reconnecting to resume at ${megabytes(view.resumed_from)} (attempt ${view.attempt} of ${view.max_attempts})…`
+        : "Connecting…";
+    case "downloading": {
+      const parts = [done];
+      if (view.bytes_per_sec !== null && view.bytes_per_sec > 0) parts.push(speed(view.bytes_per_sec));
+      if (view.eta_secs !== null) parts.push(`${clock(view.eta_secs * 1000)} left`);
+      const line = parts.join(" · ");
+      return view.resumed_from !== null ? `${line} · resumed at ${megabytes(view.resumed_from)}` : line;
+    }
+    case "retrying": {
+      const wait = view.retry_in_ms !== null ? ` in ${clock(view.retry_in_ms)}` : "";
+      return `Connection lost at ${megabytes(view.bytes)} — retrying${wait} (attempt ${view.attempt + 1} of ${view.max_attempts})`;
+    }
+    case "verifying":
+      return "Checking the file's SHA-256…";
+    case "unpacking":
+      return "Unpacking…";
+    case "finished":
+      return `Downloaded ${megabytes(view.bytes)}`;
+    case "cancelled":
+      return "Download cancelled";
+    case "failed":
+      return view.error?.message ?? "The download failed";
+  }
+}
+
+/** The fraction done, 0–1 (null while the size is unknown). */
+export function downloadFraction(view: DownloadView): number | null {
+  if (view.total_bytes === null || view.total_bytes === 0) return null;
+  return Math.min(1, view.bytes / view.total_bytes);
+}
+
+/** The toast when a download ends. */
+export function downloadDoneMessage(view: DownloadView): { text: string; ok: boolean } {
+  switch (view.phase) {
+    case "finished":
+      return { text: `${view.model_id} downloaded and verified`, ok: true };
+    case "cancelled":
+      return { text: `Download of ${view.model_id} cancelled`, ok: false };
+    default:
+      return { text: `Download of ${view.model_id} failed: ${view.error?.message ?? "unknown error"}`, ok: false };
+  }
+}

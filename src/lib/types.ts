@@ -9,9 +9,15 @@ export type {
   UnloadSummary_Serialize as UnloadSummary,
   UnloadedView_Serialize as UnloadedView,
   TranscribeSettings_Deserialize as TranscribeSettings,
+  DownloadView_Serialize as DownloadView,
+  DownloadOffer_Serialize as DownloadOffer,
 } from "./bindings";
 export type {
   CommandError,
+  DeletedModel,
+  DownloadErrorKind,
+  DownloadFailure,
+  DownloadPhase,
   ModelStateView,
   OpenedImage,
   SegmentResult,

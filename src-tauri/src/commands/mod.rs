@@ -4,6 +4,7 @@
 //! ([`transcription::transcribe_audio`] in, [`segmentation::mask_png`] out) which tauri-specta
 //! cannot express as raw IPC bodies; their names and types are exported with the bindings.
 
+pub mod downloads;
 pub mod models;
 pub mod segmentation;
 pub mod settings;

@@ -1,8 +1,10 @@
 //! The owners of behaviour, one per concern: [`models::ModelsManager`] (which model fills
 //! each slot, memory policy, user models), [`settings::SettingsStore`] (persistence),
 //! [`transcription::TranscriptionManager`] and [`segmentation::SegmentationManager`]
-//! (requests). Commands are thin wrappers over these.
+//! (requests), [`downloads::DownloadsManager`] (getting catalog models onto the disk, and
+//! deleting them). Commands are thin wrappers over these.
 
+pub mod downloads;
 pub mod models;
 pub mod segmentation;
 pub mod settings;

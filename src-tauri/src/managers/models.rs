@@ -65,6 +65,34 @@ pub struct ModelInfo {
     pub good_for: String,
     /// Whether it is the model its task uses now.
     pub active: bool,
+    /// Whether this version of Dormouse can run it (see [`catalog::CatalogEntry::runnable`]).
+    pub runnable: bool,
+    /// Where it can be downloaded from (`None`: installed by the setup script, or a user model).
+    pub download: Option<DownloadOffer>,
+}
+
+/// A catalog model's download, as the models page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct DownloadOffer {
+    /// The URL.
+    pub url: String,
+    /// Exact size, where the publisher lists it.
+    pub bytes: Option<u64>,
+    /// Who publishes it.
+    pub publisher: String,
+    /// Unpacked from an archive into a folder.
+    pub archive: bool,
+}
+
+/// What [`ModelsManager::delete_model`] removed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct DeletedModel {
+    /// The model's id.
+    pub id: String,
+    /// Its name.
+    pub display_name: String,
+    /// Disk space given back.
+    pub freed_bytes: u64,
 }
 
 /// A message for the user that is shown once, quietly.
@@ -323,6 +351,12 @@ impl ModelsManager {
                     format!("{model_id:?} is not a {} model", task.label()),
                 )
             })?;
+        if !entry.runnable() {
+            return Err(CommandError::invalid_input(format!(
+                "{} runs on the ONNX speech engine, which this version of Dormouse does not include yet; it stays downloaded for a later version",
+                entry.display_name
+            )));
+        }
         let path = self.paths.models_dir.join(entry.file_name);
         if !path.is_file() {
             return Err(CommandError::ModelNotInstalled {
@@ -416,6 +450,80 @@ impl ModelsManager {
             });
         let meta = self.user_models.import(source, task, &name)?;
         Ok(self.user_info(&meta))
+    }
+
+    /// Deletes an installed model's files (a catalog model's file or folder, or a user
+    /// model). Refused while the model is loaded, loading or leased; the core guarantees no
+    /// load of it starts while the files go. A deleted active base model shows as "not
+    /// installed" (its task asks for it again); a deleted active user model hands its task
+    /// back to the base model.
+    pub fn delete_model(&self, id: &str) -> CommandResult<DeletedModel> {
+        if let Some(user) = id.strip_prefix("user:") {
+            return self.delete_user_model(user);
+        }
+        let entry = catalog::entry(id).ok_or_else(|| {
+            CommandError::unknown_model(id, format!("{id:?} is not a model Dormouse knows"))
+        })?;
+        let path = self.paths.models_dir.join(entry.file_name);
+        let freed_bytes = disk_bytes(&path).ok_or_else(|| CommandError::FileNotFound {
+            path: path.display().to_string(),
+            message: format!(
+                "{} is not installed: {} does not exist",
+                entry.display_name,
+                path.display()
+            ),
+        })?;
+        let remove = || remove_model_path(&path);
+        let removed = if *self.current_spec(entry.slot).id == *entry.id {
+            self.core
+                .while_unloaded(&entry.slot.key(), remove)
+                .map_err(|e| in_use(entry.display_name, e))?
+        } else {
+            remove()
+        };
+        removed.map_err(|e| {
+            CommandError::internal(format!("could not delete {}: {e}", path.display()))
+        })?;
+        tracing::info!(id, path = %path.display(), freed_bytes, "model deleted");
+        Ok(DeletedModel {
+            id: id.into(),
+            display_name: entry.display_name.into(),
+            freed_bytes,
+        })
+    }
+
+    fn delete_user_model(&self, raw: &str) -> CommandResult<DeletedModel> {
+        let uid = UserModelId::new(raw)?;
+        let meta = self.user_models.get(&uid).ok_or_else(|| {
+            CommandError::unknown_model(
+                format!("user:{raw}"),
+                format!("there is no user model {raw:?}"),
+            )
+        })?;
+        let slot = meta.task.slot();
+        let active = self.settings.get().active_user_models.get(meta.task) == Some(&uid);
+        let remove = || self.user_models.remove(&uid, meta.task);
+        if active {
+            self.core
+                .while_unloaded(&slot.key(), remove)
+                .map_err(|e| in_use(&meta.display_name, e))??;
+            self.settings
+                .update(|s| s.active_user_models.set(meta.task, None))?;
+            self.apply_spec(slot)?;
+            self.settings_changed();
+        } else {
+            remove()?;
+        }
+        Ok(DeletedModel {
+            id: uid.model_id(),
+            display_name: meta.display_name,
+            freed_bytes: meta.file_bytes,
+        })
+    }
+
+    /// Adds a quiet notice (shown in the settings view).
+    pub fn add_notice(&self, kind: NoticeKind, message: String) {
+        self.notices.lock().push(Notice { kind, message });
     }
 
     /// Applies new memory settings at once and saves them; the user's choice replaces an
@@ -550,7 +658,7 @@ impl ModelsManager {
 
     fn base_info(&self, e: &catalog::CatalogEntry) -> ModelInfo {
         let path = self.paths.models_dir.join(e.file_name);
-        let file_bytes = std::fs::metadata(&path).ok().map(|m| m.len());
+        let file_bytes = disk_bytes(&path);
         let measured = self.measured(e.slot, e.id);
         ModelInfo {
             id: e.id.into(),
@@ -567,6 +675,13 @@ impl ModelsManager {
             licence: e.licence.into(),
             good_for: e.good_for.into(),
             active: *self.current_spec(e.slot).id == *e.id,
+            runnable: e.runnable(),
+            download: e.download.map(|d| DownloadOffer {
+                url: d.url.into(),
+                bytes: d.bytes,
+                publisher: d.publisher.into(),
+                archive: d.archive,
+            }),
         }
     }
 
@@ -595,6 +710,8 @@ impl ModelsManager {
             licence: "yours".into(),
             good_for: format!("Your own {} model", meta.task.label()),
             active: *self.current_spec(slot).id == *model_id,
+            runnable: true,
+            download: None,
             id: model_id,
         }
     }
@@ -683,4 +800,48 @@ fn detect_task(path: &Path) -> CommandResult<Task> {
             reason(sam.map(drop))
         ),
     })
+}
+
+/// The "unload it first" refusal for a model in use.
+fn in_use(name: &str, error: model_manager::ManagerError) -> CommandError {
+    match error {
+        model_manager::ManagerError::InUse { state, leases, .. } => {
+            CommandError::InUse {
+                message: if leases > 0 {
+                    format!("{name} is in use right now; delete it when the current request has finished")
+                } else {
+                    format!(
+                        "{name} is {}; unload it first (the Unload button), then delete it",
+                        match state {
+                            ModelState::Loading => "loading",
+                            ModelState::Unloading => "being unloaded",
+                            _ => "loaded",
+                        }
+                    )
+                },
+            }
+        }
+        other => other.into(),
+    }
+}
+
+/// Bytes a model file or folder takes on disk; `None` when it is not there.
+pub(crate) fn disk_bytes(path: &Path) -> Option<u64> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).ok()?.filter_map(Result::ok) {
+        total += disk_bytes(&entry.path()).unwrap_or(0);
+    }
+    Some(total)
+}
+
+fn remove_model_path(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
 }

@@ -2,17 +2,19 @@
 import { getContext, setContext } from "svelte";
 import { ModelStatusStore, Now } from "./models.svelte";
 import { SettingsStore } from "./settings.svelte";
+import { DownloadsStore } from "./downloads.svelte";
 
 export interface AppStores {
   status: ModelStatusStore;
   settings: SettingsStore;
   now: Now;
+  downloads: DownloadsStore;
 }
 
 export const STORES_KEY = Symbol("dormouse-stores");
 
 export function createStores(): AppStores {
-  return { status: new ModelStatusStore(), settings: new SettingsStore(), now: new Now() };
+  return { status: new ModelStatusStore(), settings: new SettingsStore(), now: new Now(), downloads: new DownloadsStore() };
 }
 
 export function provideStores(stores: AppStores): AppStores {

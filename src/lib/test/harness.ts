@@ -5,7 +5,7 @@ import { emit } from "@tauri-apps/api/event";
 import { render } from "@testing-library/svelte";
 import type { Component } from "svelte";
 import { createStores, STORES_KEY, type AppStores } from "../stores/app";
-import type { ModelStatusView, SettingsView } from "../types";
+import type { DownloadView, ModelStatusView, SettingsView } from "../types";
 
 export type Handler = (cmd: string, args: unknown) => unknown;
 
@@ -66,6 +66,7 @@ export function mockBackend(opts: { models?: ModelStatusView[]; settings?: Setti
       if (answer !== undefined) return answer;
       if (cmd === "get_model_status") return { models, total_resident_bytes: 0, taken_at_ms: Date.now() };
       if (cmd === "get_settings") return settings;
+      if (cmd === "list_downloads") return [];
       return null;
     },
     { shouldMockEvents: true },
@@ -76,7 +77,7 @@ export function mockBackend(opts: { models?: ModelStatusView[]; settings?: Setti
 /** Starts the stores against the mocked backend and renders `component` inside them. */
 export async function renderWithStores(component: Component<any>, props: Record<string, unknown> = {}) {
   const stores: AppStores = createStores();
-  await Promise.all([stores.status.start(), stores.settings.start()]);
+  await Promise.all([stores.status.start(), stores.settings.start(), stores.downloads.start()]);
   const result = render(component, { props, context: new Map([[STORES_KEY, stores]]) });
   return { ...result, stores };
 }
@@ -89,4 +90,13 @@ export function pushStatus(view: ModelStatusView): Promise<void> {
 /** Lets pending promises and Svelte updates run. */
 export async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+}
+
+/** A download status as the Rust side sends it. */
+export function download(over: Partial<DownloadView> = {}): DownloadView {
+  return {
+    model_id: "whisper-small", phase: "downloading", bytes: 43_000_000, total_bytes: 78_000_000,
+    bytes_per_sec: 5_200_000, eta_secs: 7, attempt: 1, max_attempts: 6, resumed_from: null,
+    retry_in_ms: null, error: null, ...over,
+  };
 }

@@ -46,6 +46,16 @@ pub enum ManagerError {
         /// The models holding them.
         blocked_by: Vec<ModelKey>,
     },
+    /// The model is in memory or in use, so it cannot be changed or deleted now.
+    #[error("{key} is {} and in use by {leases} request(s); unload it first", state_word(*state))]
+    InUse {
+        /// The slot.
+        key: ModelKey,
+        /// Its state.
+        state: crate::ModelState,
+        /// Leases held.
+        leases: usize,
+    },
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(String),
@@ -58,6 +68,16 @@ pub enum ManagerError {
     /// The OS refused to start a thread.
     #[error("could not start a thread: {0}")]
     Thread(String),
+}
+
+fn state_word(state: crate::ModelState) -> &'static str {
+    match state {
+        crate::ModelState::Idle => "unloaded",
+        crate::ModelState::Loading => "loading",
+        crate::ModelState::Loaded => "loaded",
+        crate::ModelState::Unloading => "unloading",
+        crate::ModelState::Failed => "failed",
+    }
 }
 
 fn blocked_by_list(keys: &[ModelKey]) -> String {

@@ -1002,3 +1002,85 @@ fn manager_and_lease_can_be_shared_across_threads() {
     assert_send_sync::<model_manager::ModelManager>();
     assert_send_sync::<model_manager::Lease>();
 }
+
+#[test]
+fn while_unloaded_refuses_a_loaded_leased_or_loading_model_and_blocks_loads_while_it_runs() {
+    let loader = TestLoader::new(100);
+    let (manager, _clock) =
+        manual_manager(with_strategy(Strategy::AlwaysLoaded), &[("stt", &loader)]);
+    let manager = Arc::new(manager);
+    assert_eq!(manager.while_unloaded(&key("stt"), || 7), Ok(7));
+
+    let lease = manager.acquire(&key("stt")).expect("loads");
+    match manager.while_unloaded(&key("stt"), || ()) {
+        Err(ManagerError::InUse { state, leases, .. }) => {
+            assert_eq!((state, leases), (ModelState::Loaded, 1));
+        }
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    drop(lease);
+    let refused = manager.while_unloaded(&key("stt"), || ());
+    assert!(
+        matches!(
+            &refused,
+            Err(ManagerError::InUse {
+                state: ModelState::Loaded,
+                leases: 0,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(refused
+        .expect_err("in use")
+        .to_string()
+        .contains("unload it first"));
+    manager.unload(&key("stt")).expect("unload");
+
+    let gate = loader.hold_next(false);
+    manager.warm(&key("stt")).expect("warm");
+    assert!(matches!(
+        manager.while_unloaded(&key("stt"), || ()),
+        Err(ManagerError::InUse {
+            state: ModelState::Loading,
+            ..
+        })
+    ));
+    gate.open();
+    eventually("loaded", || state(&manager, "stt") == ModelState::Loaded);
+    manager.unload(&key("stt")).expect("unload");
+
+    // A request that arrives while the work runs waits until it is done.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let worker = {
+        let manager = manager.clone();
+        std::thread::spawn(move || {
+            manager
+                .while_unloaded(&key("stt"), || {
+                    entered_tx.send(()).expect("send");
+                    release_rx.recv().expect("release");
+                })
+                .expect("idle")
+        })
+    };
+    entered_rx.recv().expect("entered");
+    let loads_before = loader.loads();
+    let requester = {
+        let manager = manager.clone();
+        std::thread::spawn(move || manager.acquire(&key("stt")).map(drop))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        loader.loads(),
+        loads_before,
+        "no load starts while the work runs"
+    );
+    release_tx.send(()).expect("release");
+    worker.join().expect("worker");
+    requester
+        .join()
+        .expect("requester")
+        .expect("loads afterwards");
+    assert_eq!(loader.loads(), loads_before + 1);
+}

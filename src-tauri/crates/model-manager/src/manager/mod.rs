@@ -26,7 +26,7 @@ use crate::config::ManagerConfig;
 use crate::error::ManagerError;
 use crate::key::{ModelKey, ModelSpec};
 use crate::loader::ModelLoader;
-use crate::state::TransitionReason;
+use crate::state::{ModelState, TransitionReason};
 use crate::status::{ManagerEvent, ManagerStats, ManagerStatus, UnloadReport, UnloadedModel};
 
 /// How long [`Drop`] of a manager waits for leases and loads before giving up on them.
@@ -336,6 +336,32 @@ impl ModelManager {
             self.shared.changed.notify_all();
         }
         Ok(cancelled)
+    }
+
+    /// Runs `work` while `key` is guaranteed to stay unloaded, e.g. to delete its model's
+    /// files. Refused with [`ManagerError::InUse`] while the model is loading, loaded,
+    /// unloading or leased. Loads only start under the manager's lock, which `work` runs
+    /// under, so none can start before it returns: keep it short (a file removal), and never
+    /// call the manager from it.
+    pub fn while_unloaded<T>(
+        &self,
+        key: &ModelKey,
+        work: impl FnOnce() -> T,
+    ) -> Result<T, ManagerError> {
+        let (idx, hot) = self.shared.lookup(key)?;
+        let inner = self.shared.state.lock();
+        let state = inner.slots[idx].phase.state();
+        let leases = hot.leases();
+        if !matches!(state, ModelState::Idle | ModelState::Failed) || leases > 0 {
+            return Err(ManagerError::InUse {
+                key: key.clone(),
+                state,
+                leases,
+            });
+        }
+        let result = work();
+        drop(inner);
+        Ok(result)
     }
 
     /// Unloads `key` now (or, if it is leased, as soon as its last lease ends); cancels its
