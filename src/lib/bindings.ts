@@ -187,6 +187,8 @@ export type DownloadFailure = {
 	kind: DownloadErrorKind,
 	/**  What to show. */
 	message: string,
+	/**  The whole story (full digests, URLs), for a tooltip and the logs. */
+	detail: string,
 };
 
 /**  A catalog model's download, as the models page shows it. */

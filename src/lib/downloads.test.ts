@@ -18,7 +18,7 @@ describe("download wording", () => {
   });
 
   it("words the end of a download", () => {
-    const failed = download({ phase: "failed", error: { kind: "checksum_mismatch", message: "the downloaded file is corrupt" } });
+    const failed = download({ phase: "failed", error: { kind: "checksum_mismatch", message: "the downloaded file is corrupt", detail: "full" } });
     expect(downloadLine(failed)).toBe("the downloaded file is corrupt");
     expect(downloadDoneMessage(failed)).toEqual({ text: "Download of whisper-small failed: the downloaded file is corrupt", ok: false });
     expect(downloadDoneMessage(download({ phase: "finished" }))).toEqual({ text: "whisper-small downloaded and verified", ok: true });

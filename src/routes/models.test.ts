@@ -69,7 +69,7 @@ describe("Models page", () => {
     await renderWithStores(Page);
     await settle();
     const row = () => document.querySelector('tr[data-model="whisper-small"]') as HTMLElement;
-    expect(row().textContent).toContain("488 MB download");
+    expect(row().textContent).toContain("488 MBto download");
     await fireEvent.click(screen.getByRole("button", { name: "Download" }));
     await settle();
     expect(calls).toContainEqual({ cmd: "download_model", args: { modelId: "whisper-small" } });
@@ -79,7 +79,7 @@ describe("Models page", () => {
     expect(row().textContent).toContain("100 MB of 488 MB · 5.2 MB/s");
     await fireEvent.click(screen.getByRole("button", { name: "Cancel" }));
     expect(calls).toContainEqual({ cmd: "cancel_download", args: { modelId: "whisper-small" } });
-    await emit("download-progress", download({ phase: "failed", error: { kind: "checksum_mismatch", message: "the downloaded file is corrupt: its SHA-256 is 12…" } }));
+    await emit("download-progress", download({ phase: "failed", error: { kind: "checksum_mismatch", message: "the downloaded file is corrupt: its SHA-256 is 12…", detail: "its SHA-256 is 1234" } }));
     await settle();
     expect(row().textContent).toContain("Corrupt download.");
     expect(row().textContent).toContain("its SHA-256 is 12");

@@ -66,6 +66,8 @@ pub struct DownloadFailure {
     pub kind: DownloadErrorKind,
     /// What to show.
     pub message: String,
+    /// The whole story (full digests, URLs), for a tooltip and the logs.
+    pub detail: String,
 }
 
 /// One download's status (pushed as [`crate::events::DownloadProgress`]).
@@ -131,9 +133,18 @@ fn failure(error: &DownloadError) -> DownloadFailure {
         DownloadError::InsufficientSpace { .. } => DownloadErrorKind::InsufficientSpace,
         _ => DownloadErrorKind::Other,
     };
+    let message = match error {
+        DownloadError::ChecksumMismatch { expected, actual } => format!(
+            "the file arrived corrupt and was deleted: its SHA-256 ({}…) is not the publisher's ({}…)",
+            actual.get(..12).unwrap_or(actual),
+            expected.get(..12).unwrap_or(expected)
+        ),
+        other => other.to_string(),
+    };
     DownloadFailure {
         kind,
-        message: error.to_string(),
+        message,
+        detail: error.to_string(),
     }
 }
 

@@ -83,7 +83,9 @@ describe("Downloads", () => {
     await browser.waitUntil(async () => /Corrupt download/.test(await downloadText("whisper-small")), {
       timeout: 60_000, timeoutMsg: "the checksum failure was never shown",
     });
-    assert.match(await downloadText("whisper-small"), /SHA-256 is [0-9a-f]{64}, the publisher's is 0{64}/);
+    assert.match(await downloadText("whisper-small"), /arrived corrupt and was deleted: its SHA-256 \([0-9a-f]{12}…\) is not the publisher's \(0{12}…\)/);
+    const detail = await (await $('[data-testid="download-whisper-small"] [data-testid="download-text"]')).getAttribute("title");
+    assert.match(detail, /its SHA-256 is [0-9a-f]{64}, the publisher's is 0{64}/);
     assert.equal(await (await row("whisper-small")).getAttribute("data-installed"), "false");
     assert.ok(await (await (await row("whisper-small")).$("button*=Retry")).isExisting());
     if (shots) await browser.saveScreenshot(path.join(shots, "download-checksum.png"));

@@ -15,7 +15,7 @@ pub enum DownloadError {
         url: String,
     },
     /// The connection failed, dropped or stalled, and the retries ran out.
-    #[error("the download kept failing after {attempts} attempts: {reason}")]
+    #[error("the connection failed {attempts} time(s); last: {reason}")]
     Network {
         /// Attempts made.
         attempts: u32,

@@ -458,14 +458,15 @@ impl Worker {
                     if self.stopped() {
                         return Err(DownloadError::Cancelled);
                     }
+                    let error = match error {
+                        DownloadError::Network { reason, .. } => DownloadError::Network {
+                            attempts: attempt,
+                            reason,
+                        },
+                        other => other,
+                    };
                     if attempt >= options.max_attempts {
-                        return Err(match error {
-                            DownloadError::Network { reason, .. } => DownloadError::Network {
-                                attempts: attempt,
-                                reason,
-                            },
-                            other => other,
-                        });
+                        return Err(error);
                     }
                     let wait = backoff(&options, attempt);
                     tracing::info!(url, attempt, %error, ?wait, "download attempt failed; retrying");
