@@ -435,6 +435,8 @@ export type ModelInfo_Deserialize = {
 	runnable: boolean,
 	/**  Where it can be downloaded from (`None`: installed by the setup script, or a user model). */
 	download?: DownloadOffer_Deserialize | null,
+	/**  Bytes of an interrupted download kept for resuming (the next download continues there). */
+	partial_bytes?: number | null,
 };
 
 /**  Static and on-disk facts about a model; answering never loads anything. */
@@ -471,6 +473,8 @@ export type ModelInfo_Serialize = {
 	runnable: boolean,
 	/**  Where it can be downloaded from (`None`: installed by the setup script, or a user model). */
 	download: DownloadOffer_Serialize | null,
+	/**  Bytes of an interrupted download kept for resuming (the next download continues there). */
+	partial_bytes: number | null,
 };
 
 /**  A load in flight progressed. */

@@ -69,6 +69,8 @@ pub struct ModelInfo {
     pub runnable: bool,
     /// Where it can be downloaded from (`None`: installed by the setup script, or a user model).
     pub download: Option<DownloadOffer>,
+    /// Bytes of an interrupted download kept for resuming (the next download continues there).
+    pub partial_bytes: Option<u64>,
 }
 
 /// A catalog model's download, as the models page shows it.
@@ -676,6 +678,11 @@ impl ModelsManager {
             good_for: e.good_for.into(),
             active: *self.current_spec(e.slot).id == *e.id,
             runnable: e.runnable(),
+            partial_bytes: e
+                .download
+                .and_then(|_| std::fs::metadata(downloads::partial_path(&path)).ok())
+                .map(|m| m.len())
+                .filter(|&n| n > 0),
             download: e.download.map(|d| DownloadOffer {
                 url: d.url.into(),
                 bytes: d.bytes,
@@ -712,6 +719,7 @@ impl ModelsManager {
             active: *self.current_spec(slot).id == *model_id,
             runnable: true,
             download: None,
+            partial_bytes: None,
             id: model_id,
         }
     }

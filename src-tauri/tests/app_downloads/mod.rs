@@ -168,6 +168,29 @@ fn a_corrupt_download_is_reported_and_leaves_nothing() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 
+    let listed: Vec<Value> = app.ok("list_models", json!({}));
+    let small = listed
+        .iter()
+        .find(|m| m["id"] == "whisper-small")
+        .expect("listed");
+    assert_eq!(
+        small["partial_bytes"],
+        Value::Null,
+        "a corrupt file is not kept for resuming"
+    );
+    // What an interrupted download left (e.g. the app quit mid-way) is offered for resuming.
+    std::fs::write(
+        app.paths.models_dir.join("ggml-small.bin.partial"),
+        [0u8; 1000],
+    )
+    .expect("partial");
+    let listed: Vec<Value> = app.ok("list_models", json!({}));
+    let small = listed
+        .iter()
+        .find(|m| m["id"] == "whisper-small")
+        .expect("listed");
+    assert_eq!(small["partial_bytes"], 1000);
+
     let (kind, _) = app.err("download_model", json!({ "modelId": "silero-vad" }));
     assert_eq!(
         kind, "invalid_input",

@@ -433,7 +433,13 @@ impl Worker {
             .user_agent(concat!("Dormouse/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DownloadError::Invalid(format!("no HTTP client: {e}")))?;
+        // With the publisher's size known, a full disk is refused before connecting.
         let mut space_checked = false;
+        if let Some(total) = self.artifact.bytes {
+            let offset = fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
+            self.check_space(&dir, total, offset)?;
+            space_checked = true;
+        }
         let mut attempt = 1;
         loop {
             let offset = fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
@@ -530,6 +536,29 @@ impl Worker {
             }
         }
         Ok(self.dest.clone())
+    }
+
+    /// Refuses when `dir`'s disk cannot take the rest of a `total`-byte file (`offset` bytes
+    /// are there already), plus the unpacked copy of an archive and the margin.
+    fn check_space(&self, dir: &Path, total: u64, offset: u64) -> Result<(), DownloadError> {
+        let unpacked = match self.artifact.unpack {
+            Unpack::File => 0,
+            Unpack::TarGz => total,
+        };
+        let needed = total.saturating_sub(offset) + unpacked;
+        let available = self
+            .shared
+            .space
+            .available(dir)
+            .map_err(|e| DownloadError::io(dir, &e))?;
+        if needed.saturating_add(self.shared.options.space_margin) > available {
+            return Err(DownloadError::InsufficientSpace {
+                dir: dir.display().to_string(),
+                needed,
+                available,
+            });
+        }
+        Ok(())
     }
 
     /// Sleeps `wait`, waking early to notice a cancel.
@@ -631,24 +660,7 @@ struct Hooks<'a> {
 impl AttemptHooks for Hooks<'_> {
     fn sized(&mut self, total: Option<u64>, offset: u64) -> Result<(), DownloadError> {
         if let (Some(total), false) = (total, *self.space_checked) {
-            let unpacked = match self.worker.artifact.unpack {
-                Unpack::File => 0,
-                Unpack::TarGz => total,
-            };
-            let needed = total.saturating_sub(offset) + unpacked;
-            let available = self
-                .worker
-                .shared
-                .space
-                .available(self.dir)
-                .map_err(|e| DownloadError::io(self.dir, &e))?;
-            if needed.saturating_add(self.worker.shared.options.space_margin) > available {
-                return Err(DownloadError::InsufficientSpace {
-                    dir: self.dir.display().to_string(),
-                    needed,
-                    available,
-                });
-            }
+            self.worker.check_space(self.dir, total, offset)?;
             *self.space_checked = true;
         }
         self.worker.update(true, |s| {

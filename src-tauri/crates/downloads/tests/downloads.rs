@@ -505,6 +505,27 @@ fn a_full_disk_is_refused_before_writing() {
         }
     );
     assert!(error.to_string().contains("not enough disk space"));
+    assert!(
+        server.seen().is_empty(),
+        "with the publisher's size known, nothing is fetched"
+    );
+    // Without a published size, the server's Content-Length is checked before writing.
+    let mut no_size = artifact(server.url("model.bin"), &body);
+    no_size.bytes = None;
+    let error = rig
+        .manager
+        .start("m", no_size, rig.dir.path().join("model.bin"))
+        .expect("start")
+        .wait()
+        .expect_err("no space");
+    assert!(
+        matches!(
+            error,
+            DownloadError::InsufficientSpace { needed: 65536, .. }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(server.seen().len(), 1);
     assert!(left_in(rig.dir.path())
         .iter()
         .all(|n| fs::metadata(rig.dir.path().join(n))
@@ -608,4 +629,51 @@ fn progress_is_throttled() {
             && s.eta_secs.is_some())
             || progress < 3
     );
+}
+
+#[test]
+fn quitting_keeps_what_arrived_and_the_next_start_resumes_it() {
+    let body = bytes(2 << 20, 12);
+    let served = body.clone();
+    let server = Server::start(move |_, _| match Reply::file(&served) {
+        Reply::Body {
+            body,
+            ranges,
+            cut_after,
+            stall,
+            claim_length,
+            ..
+        } => Reply::Body {
+            body,
+            ranges,
+            cut_after,
+            stall,
+            claim_length,
+            pace: Duration::from_millis(5),
+        },
+        reply => reply,
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("model.bin");
+    let a = artifact(server.url("model.bin"), &body);
+    let first = DownloadManager::new(fast_options(), Arc::new(StatvfsSpace), Arc::new(|_| {}));
+    let handle = first.start("m", a.clone(), dest.clone()).expect("start");
+    while handle.status().bytes < 64 * 1024 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.shutdown();
+    assert_eq!(handle.wait(), Err(DownloadError::Cancelled));
+    let kept = fs::metadata(partial_path(&dest))
+        .expect("partial kept")
+        .len();
+    assert!(kept >= 64 * 1024);
+
+    let second = DownloadManager::new(fast_options(), Arc::new(StatvfsSpace), Arc::new(|_| {}));
+    second
+        .start("m", a, dest.clone())
+        .expect("start")
+        .wait()
+        .expect("resumed");
+    assert_eq!(fs::read(&dest).expect("read"), *body);
+    assert_eq!(server.seen().last().and_then(|s| s.range_start), Some(kept));
 }
