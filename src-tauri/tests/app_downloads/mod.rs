@@ -55,23 +55,8 @@ fn a_catalog_model_downloads_with_progress_events_and_is_then_used() {
     let body = std::sync::Arc::new(whisper);
     let served = body.clone();
     // The first connection drops after 20 MB: the app resumes it.
-    let server = http::Server::start(move |_, n| match http::Reply::file(&served) {
-        http::Reply::Body {
-            body,
-            ranges,
-            stall,
-            claim_length,
-            pace,
-            ..
-        } => http::Reply::Body {
-            body,
-            ranges,
-            cut_after: (n == 0).then_some(20_000_000),
-            stall,
-            claim_length,
-            pace,
-        },
-        reply => reply,
+    let server = http::Server::start(move |_, n| {
+        http::Reply::file(&served).cut_after((n == 0).then_some(20_000_000))
     });
     let dir = tempfile::tempdir().expect("temp");
     install_models(&dir.path().join("models"), false);

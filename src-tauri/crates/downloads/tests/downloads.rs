@@ -6,7 +6,7 @@
 mod support;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +46,21 @@ fn rig_with(options: Options, space: Arc<dyn SpaceProbe>) -> Rig {
         ),
         statuses,
         dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+impl Rig {
+    /// Downloads `artifact` to `dest` under `id` and waits for the outcome.
+    fn download(
+        &self,
+        id: &str,
+        artifact: Artifact,
+        dest: PathBuf,
+    ) -> Result<PathBuf, DownloadError> {
+        self.manager
+            .start(id, artifact, dest)
+            .expect("start")
+            .wait()
     }
 }
 
@@ -117,27 +132,8 @@ fn a_full_download_is_verified_and_moved_into_place() {
 fn a_dropped_connection_resumes_with_a_range_request() {
     let body = bytes(600 * 1024, 2);
     let served = body.clone();
-    let server = Server::start(move |_, n| match (n, Reply::file(&served)) {
-        (
-            0,
-            Reply::Body {
-                body,
-                ranges,
-                stall,
-                claim_length,
-                pace,
-                ..
-            },
-        ) => Reply::Body {
-            body,
-            ranges,
-            cut_after: Some(200 * 1024),
-            stall,
-            claim_length,
-            pace,
-        },
-        (_, reply) => reply,
-    });
+    let server =
+        Server::start(move |_, n| Reply::file(&served).cut_after((n == 0).then_some(200 * 1024)));
     let rig = rig();
     let dest = rig.dir.path().join("model.bin");
     let handle = rig
@@ -174,29 +170,15 @@ fn a_dropped_connection_resumes_with_a_range_request() {
 fn a_stalled_connection_times_out_and_resumes() {
     let body = bytes(300 * 1024, 3);
     let served = body.clone();
-    let server = Server::start(move |_, n| match Reply::file(&served) {
-        Reply::Body {
-            body,
-            ranges,
-            claim_length,
-            pace,
-            ..
-        } if n == 0 => Reply::Body {
-            body,
-            ranges,
-            cut_after: Some(64 * 1024),
-            stall: Some(Duration::from_secs(3)),
-            claim_length,
-            pace,
-        },
-        reply => reply,
+    let server = Server::start(move |_, n| match n {
+        0 => Reply::file(&served)
+            .cut_after(Some(64 * 1024))
+            .stall(Duration::from_secs(3)),
+        _ => Reply::file(&served),
     });
     let rig = rig();
     let dest = rig.dir.path().join("model.bin");
-    rig.manager
-        .start("m", artifact(server.url("model.bin"), &body), dest.clone())
-        .expect("start")
-        .wait()
+    rig.download("m", artifact(server.url("model.bin"), &body), dest.clone())
         .expect("finished after the stall");
     assert_eq!(fs::read(&dest).expect("read"), *body);
     assert_eq!(server.seen()[1].range_start, Some(64 * 1024));
@@ -206,29 +188,14 @@ fn a_stalled_connection_times_out_and_resumes() {
 fn a_server_that_ignores_ranges_gets_a_fresh_download() {
     let body = bytes(400 * 1024, 4);
     let served = body.clone();
-    let server = Server::start(move |_, n| match Reply::file(&served) {
-        Reply::Body {
-            body,
-            stall,
-            claim_length,
-            pace,
-            ..
-        } => Reply::Body {
-            body,
-            ranges: false,
-            cut_after: (n == 0).then_some(100 * 1024),
-            stall,
-            claim_length,
-            pace,
-        },
-        reply => reply,
+    let server = Server::start(move |_, n| {
+        Reply::file(&served)
+            .without_ranges()
+            .cut_after((n == 0).then_some(100 * 1024))
     });
     let rig = rig();
     let dest = rig.dir.path().join("model.bin");
-    rig.manager
-        .start("m", artifact(server.url("model.bin"), &body), dest.clone())
-        .expect("start")
-        .wait()
+    rig.download("m", artifact(server.url("model.bin"), &body), dest.clone())
         .expect("finished");
     assert_eq!(
         fs::read(&dest).expect("read"),
@@ -247,10 +214,7 @@ fn a_checksum_mismatch_deletes_the_file_and_says_so() {
     let mut wrong = artifact(server.url("model.bin"), &body);
     wrong.sha256 = sha256(b"something else");
     let error = rig
-        .manager
-        .start("m", wrong.clone(), dest.clone())
-        .expect("start")
-        .wait()
+        .download("m", wrong.clone(), dest.clone())
         .expect_err("mismatch");
     match &error {
         DownloadError::ChecksumMismatch { expected, actual } => {
@@ -279,14 +243,11 @@ fn http_errors_are_final_or_retried_as_they_deserve() {
     let rig = rig();
     let body = bytes(10, 6);
     let error = rig
-        .manager
-        .start(
+        .download(
             "a",
             artifact(server.url("missing.bin"), &body),
             rig.dir.path().join("a.bin"),
         )
-        .expect("start")
-        .wait()
         .expect_err("404");
     assert!(
         matches!(error, DownloadError::Http { status: 404, .. }),
@@ -295,14 +256,11 @@ fn http_errors_are_final_or_retried_as_they_deserve() {
     assert_eq!(server.seen().len(), 1, "a 404 is not retried");
 
     let error = rig
-        .manager
-        .start(
+        .download(
             "b",
             artifact(server.url("broken.bin"), &body),
             rig.dir.path().join("b.bin"),
         )
-        .expect("start")
-        .wait()
         .expect_err("500");
     assert!(
         matches!(error, DownloadError::Http { status: 500, .. }),
@@ -323,31 +281,11 @@ fn a_wrong_length_is_refused_or_resumed() {
     let body = bytes(100 * 1024, 7);
     let served = body.clone();
     // The server claims more bytes than the publisher states: refused before downloading.
-    let server = Server::start(move |_, _| match Reply::file(&served) {
-        Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            pace,
-            ..
-        } => Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length: Some(100 * 1024 + 10),
-            pace,
-        },
-        reply => reply,
-    });
+    let server = Server::start(move |_, _| Reply::file(&served).claiming(100 * 1024 + 10));
     let rig = rig();
     let dest = rig.dir.path().join("model.bin");
     let error = rig
-        .manager
-        .start("m", artifact(server.url("model.bin"), &body), dest.clone())
-        .expect("start")
-        .wait()
+        .download("m", artifact(server.url("model.bin"), &body), dest.clone())
         .expect_err("wrong length");
     assert_eq!(
         error,
@@ -361,29 +299,9 @@ fn a_wrong_length_is_refused_or_resumed() {
     // The server always closes early: the retries run out, the partial file is kept so a
     // later request resumes it.
     let served = body.clone();
-    let short = Server::start(move |_, _| match Reply::file(&served) {
-        Reply::Body {
-            body,
-            ranges,
-            stall,
-            claim_length,
-            pace,
-            ..
-        } => Reply::Body {
-            body,
-            ranges,
-            cut_after: Some(1024),
-            stall,
-            claim_length,
-            pace,
-        },
-        reply => reply,
-    });
+    let short = Server::start(move |_, _| Reply::file(&served).cut_after(Some(1024)));
     let error = rig
-        .manager
-        .start("m", artifact(short.url("model.bin"), &body), dest.clone())
-        .expect("start")
-        .wait()
+        .download("m", artifact(short.url("model.bin"), &body), dest.clone())
         .expect_err("short");
     assert!(
         matches!(error, DownloadError::Network { attempts: 3, .. }),
@@ -400,24 +318,7 @@ fn a_wrong_length_is_refused_or_resumed() {
 fn cancel_mid_download_removes_what_was_written() {
     let body = bytes(2 << 20, 8);
     let served = body.clone();
-    let server = Server::start(move |_, _| match Reply::file(&served) {
-        Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length,
-            ..
-        } => Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length,
-            pace: Duration::from_millis(5),
-        },
-        reply => reply,
-    });
+    let server = Server::start(move |_, _| Reply::file(&served).paced(Duration::from_millis(5)));
     let rig = rig();
     let dest = rig.dir.path().join("model.bin");
     let handle = rig
@@ -445,24 +346,7 @@ fn cancel_mid_download_removes_what_was_written() {
 fn two_requests_for_one_model_share_one_download() {
     let body = bytes(512 * 1024, 9);
     let served = body.clone();
-    let server = Server::start(move |_, _| match Reply::file(&served) {
-        Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length,
-            ..
-        } => Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length,
-            pace: Duration::from_millis(2),
-        },
-        reply => reply,
-    });
+    let server = Server::start(move |_, _| Reply::file(&served).paced(Duration::from_millis(2)));
     let rig = rig();
     let dest = rig.dir.path().join("model.bin");
     let a = artifact(server.url("model.bin"), &body);
@@ -491,10 +375,7 @@ fn a_full_disk_is_refused_before_writing() {
     let rig = rig_with(fast_options(), Arc::new(FixedSpace(1000)));
     let dest = rig.dir.path().join("model.bin");
     let error = rig
-        .manager
-        .start("m", artifact(server.url("model.bin"), &body), dest)
-        .expect("start")
-        .wait()
+        .download("m", artifact(server.url("model.bin"), &body), dest)
         .expect_err("no space");
     assert_eq!(
         error,
@@ -513,10 +394,7 @@ fn a_full_disk_is_refused_before_writing() {
     let mut no_size = artifact(server.url("model.bin"), &body);
     no_size.bytes = None;
     let error = rig
-        .manager
-        .start("m", no_size, rig.dir.path().join("model.bin"))
-        .expect("start")
-        .wait()
+        .download("m", no_size, rig.dir.path().join("model.bin"))
         .expect_err("no space");
     assert!(
         matches!(
@@ -559,11 +437,7 @@ fn an_archive_is_unpacked_into_its_folder() {
     let dest = rig.dir.path().join("parakeet-tdt-0.6b-v3-int8");
     let mut a = artifact(server.url("parakeet.tar.gz"), &archive);
     a.unpack = Unpack::TarGz;
-    rig.manager
-        .start("parakeet", a, dest.clone())
-        .expect("start")
-        .wait()
-        .expect("unpacked");
+    rig.download("parakeet", a, dest.clone()).expect("unpacked");
     assert_eq!(
         fs::read(dest.join("encoder.onnx")).expect("encoder"),
         b"weights"
@@ -580,24 +454,7 @@ fn an_archive_is_unpacked_into_its_folder() {
 fn progress_is_throttled() {
     let body = bytes(4 << 20, 11);
     let served = body.clone();
-    let server = Server::start(move |_, _| match Reply::file(&served) {
-        Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length,
-            ..
-        } => Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length,
-            pace: Duration::from_millis(1),
-        },
-        reply => reply,
-    });
+    let server = Server::start(move |_, _| Reply::file(&served).paced(Duration::from_millis(1)));
     let options = Options {
         progress_interval: Duration::from_millis(200),
         ..fast_options()
@@ -605,10 +462,7 @@ fn progress_is_throttled() {
     let rig = rig_with(options, Arc::new(StatvfsSpace));
     let dest = rig.dir.path().join("model.bin");
     let started = std::time::Instant::now();
-    rig.manager
-        .start("m", artifact(server.url("model.bin"), &body), dest)
-        .expect("start")
-        .wait()
+    rig.download("m", artifact(server.url("model.bin"), &body), dest)
         .expect("done");
     let elapsed = started.elapsed();
     let statuses = rig.statuses.lock().clone();
@@ -635,24 +489,7 @@ fn progress_is_throttled() {
 fn quitting_keeps_what_arrived_and_the_next_start_resumes_it() {
     let body = bytes(2 << 20, 12);
     let served = body.clone();
-    let server = Server::start(move |_, _| match Reply::file(&served) {
-        Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length,
-            ..
-        } => Reply::Body {
-            body,
-            ranges,
-            cut_after,
-            stall,
-            claim_length,
-            pace: Duration::from_millis(5),
-        },
-        reply => reply,
-    });
+    let server = Server::start(move |_, _| Reply::file(&served).paced(Duration::from_millis(5)));
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("model.bin");
     let a = artifact(server.url("model.bin"), &body);

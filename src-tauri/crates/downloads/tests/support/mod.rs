@@ -37,6 +37,7 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// `body`, served whole, honouring ranges.
     pub fn file(body: &Arc<Vec<u8>>) -> Self {
         Reply::Body {
             body: body.clone(),
@@ -46,6 +47,55 @@ impl Reply {
             claim_length: None,
             pace: Duration::ZERO,
         }
+    }
+
+    fn with(
+        mut self,
+        change: impl FnOnce(
+            &mut Option<u64>,
+            &mut Option<Duration>,
+            &mut Option<u64>,
+            &mut Duration,
+            &mut bool,
+        ),
+    ) -> Self {
+        if let Reply::Body {
+            cut_after,
+            stall,
+            claim_length,
+            pace,
+            ranges,
+            ..
+        } = &mut self
+        {
+            change(cut_after, stall, claim_length, pace, ranges);
+        }
+        self
+    }
+
+    /// Closes the connection after `bytes` of the body (when `Some`).
+    pub fn cut_after(self, bytes: Option<u64>) -> Self {
+        self.with(|cut, _, _, _, _| *cut = bytes)
+    }
+
+    /// After the body (or its cut), keeps the connection open and silent for `wait`.
+    pub fn stall(self, wait: Duration) -> Self {
+        self.with(|_, stall, _, _, _| *stall = Some(wait))
+    }
+
+    /// Claims `bytes` as the Content-Length.
+    pub fn claiming(self, bytes: u64) -> Self {
+        self.with(|_, _, claim, _, _| *claim = Some(bytes))
+    }
+
+    /// Sleeps `wait` after each 16 KiB chunk.
+    pub fn paced(self, wait: Duration) -> Self {
+        self.with(|_, _, _, pace, _| *pace = wait)
+    }
+
+    /// Ignores `Range` headers (always answers 200 with the whole body).
+    pub fn without_ranges(self) -> Self {
+        self.with(|_, _, _, _, ranges| *ranges = false)
     }
 }
 
