@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { fireEvent, screen } from "@testing-library/svelte";
 import Page from "./+page.svelte";
-import { mockBackend, model, pushStatus, renderWithStores, settle } from "$lib/test/harness";
+import { emit } from "@tauri-apps/api/event";
+import { download, mockBackend, model, pushStatus, renderWithStores, settle } from "$lib/test/harness";
 
 const transcript = {
   text: "Ever tried. Ever failed.",
@@ -57,5 +58,28 @@ describe("Transcribe page", () => {
     await renderWithStores(Page);
     await pick(screen.getByTestId("audio-file") as HTMLInputElement, [1, 2, 3]);
     expect((await screen.findByRole("alert")).textContent).toContain("could not be decoded");
+  });
+
+  it("offers to download a missing model right where it is needed", async () => {
+    const missing = { kind: "model_not_installed", model_id: "whisper-base", expected_path: "/m/ggml-base.bin", message: "Whisper base is not installed: its file /m/ggml-base.bin is missing." };
+    const calls = mockBackend({
+      handler: (cmd) => {
+        if (cmd === "warm_model" || cmd === "transcribe_audio") throw missing;
+        if (cmd === "download_model") return download({ model_id: "whisper-base", phase: "connecting", bytes: 0 });
+        return undefined;
+      },
+    });
+    await renderWithStores(Page);
+    await pick(screen.getByTestId("audio-file") as HTMLInputElement, [82, 73, 70, 70]);
+    expect((await screen.findByRole("alert")).textContent).toContain("is not installed");
+    await fireEvent.click(await screen.findByRole("button", { name: "Download whisper-base" }));
+    await settle();
+    expect(calls).toContainEqual({ cmd: "download_model", args: { modelId: "whisper-base" } });
+    await emit("download-progress", download({ model_id: "whisper-base", bytes: 74_000_000, total_bytes: 147_951_465 }));
+    await settle();
+    expect(screen.getByTestId("get-model").textContent).toContain("74 MB of 148 MB");
+    await emit("download-progress", download({ model_id: "whisper-base", phase: "finished", bytes: 147_951_465, total_bytes: 147_951_465 }));
+    await settle();
+    expect(screen.getByTestId("get-model").textContent).toContain("Downloaded and verified");
   });
 });

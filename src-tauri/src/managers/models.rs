@@ -334,7 +334,7 @@ impl ModelsManager {
                 Err(CommandError::ModelNotInstalled {
                     model_id: spec.id.to_string(),
                     message: format!(
-                        "{name} is not installed: its file {path} is missing. Put the model file there, import one on the Models page, or run the README's setup command."
+                        "{name} is not installed: its file {path} is missing. Download it (here or on the Models page), import a model file on the Models page, or run the README's setup command."
                     ),
                     expected_path: path,
                 })
