@@ -8,13 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v tauri-driver >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tauri-driver" ] || cargo install tauri-driver --locked
 [ -f build/index.html ] || npm run build
-cargo build -p dormouse --features custom-protocol --locked
+bash scripts/build-app.sh
 fixtures="$(bash scripts/fixtures.sh | tail -n 1)"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 export XDG_CONFIG_HOME="$scratch/config" XDG_DATA_HOME="$scratch/data"
 DORMOUSE_MODELS_DIR="$(bash scripts/install-models.sh)"
-cargo run -q -p engines --example random_sam_weights --locked -- "$DORMOUSE_MODELS_DIR/mobile_sam.safetensors" >/dev/null
+target/debug/examples/random_sam_weights "$DORMOUSE_MODELS_DIR/mobile_sam.safetensors" >/dev/null
 python3 - "$scratch/square.png" <<'PY'
 import struct, sys, zlib
 n = 256

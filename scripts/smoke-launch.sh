@@ -5,8 +5,7 @@
 # app's resident memory after it settles with no model loaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f build/index.html ] || { echo "build/ is missing: run npm run build first" >&2; exit 1; }
-cargo build -p dormouse --features custom-protocol --locked
+bash scripts/build-app.sh
 home="$(mktemp -d)"
 log="$home/dormouse.log"
 app_pid=""

@@ -42,5 +42,5 @@ bash scripts/e2e.sh
 step "benchmark smoke run (figures in docs/benchmarks.md come from the full run)"
 cargo bench -p model-manager --bench lifecycle --locked -- --quick
 
-step "cargo test"
-cargo test --workspace --locked
+step "cargo test (the feature set of scripts/build-app.sh, so nothing is compiled twice)"
+cargo test --workspace --features dormouse/custom-protocol --locked

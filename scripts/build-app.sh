@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds the desktop app with its front end embedded (needs build/ from `npm run build`),
+# together with every test target and example, in one feature set. The launch smoke test,
+# the end-to-end tests and `cargo test` (scripts/test.sh runs it with the same features)
+# then share this one build instead of compiling the dependency tree once per feature set.
+# The app is target/debug/dormouse.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f build/index.html ] || { echo "build/ is missing: run npm run build first" >&2; exit 1; }
+cargo build --workspace --tests --examples --features dormouse/custom-protocol --locked
