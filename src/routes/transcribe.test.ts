@@ -72,7 +72,7 @@ describe("Transcribe page", () => {
     await renderWithStores(Page);
     await pick(screen.getByTestId("audio-file") as HTMLInputElement, [82, 73, 70, 70]);
     expect((await screen.findByRole("alert")).textContent).toContain("is not installed");
-    await fireEvent.click(await screen.findByRole("button", { name: "Download whisper-base" }));
+    await fireEvent.click(await screen.findByRole("button", { name: "Download Whisper base" }));
     await settle();
     expect(calls).toContainEqual({ cmd: "download_model", args: { modelId: "whisper-base" } });
     await emit("download-progress", download({ model_id: "whisper-base", bytes: 74_000_000, total_bytes: 147_951_465 }));
