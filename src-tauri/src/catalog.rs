@@ -332,6 +332,16 @@ pub fn entry(id: &str) -> Option<&'static CatalogEntry> {
     CATALOG.iter().find(|e| e.id == id)
 }
 
+/// The catalog entry with this id, or the "not a model Dormouse knows" error commands return.
+pub fn known(id: &str) -> crate::error::CommandResult<&'static CatalogEntry> {
+    entry(id).ok_or_else(|| {
+        crate::error::CommandError::unknown_model(
+            id,
+            format!("{id:?} is not a model Dormouse knows"),
+        )
+    })
+}
+
 /// The base models that can fill `slot`.
 pub fn for_slot(slot: Slot) -> impl Iterator<Item = &'static CatalogEntry> {
     CATALOG.iter().filter(move |e| e.slot == slot)

@@ -206,12 +206,7 @@ impl DownloadsManager {
     /// Starts downloading catalog model `model_id` (or joins its download in flight); the
     /// progress arrives as events. Refused when it is installed already or has no source.
     pub fn start(&self, model_id: &str) -> CommandResult<DownloadView> {
-        let entry = catalog::entry(model_id).ok_or_else(|| {
-            CommandError::unknown_model(
-                model_id,
-                format!("{model_id:?} is not a model Dormouse knows"),
-            )
-        })?;
+        let entry = catalog::known(model_id)?;
         let artifact = self.artifact(entry).ok_or_else(|| {
             CommandError::invalid_input(format!(
                 "{} has no download; the README's setup command installs it",

@@ -463,9 +463,7 @@ impl ModelsManager {
         if let Some(user) = id.strip_prefix("user:") {
             return self.delete_user_model(user);
         }
-        let entry = catalog::entry(id).ok_or_else(|| {
-            CommandError::unknown_model(id, format!("{id:?} is not a model Dormouse knows"))
-        })?;
+        let entry = catalog::known(id)?;
         let path = self.paths.models_dir.join(entry.file_name);
         let freed_bytes = disk_bytes(&path).ok_or_else(|| CommandError::FileNotFound {
             path: path.display().to_string(),
@@ -634,9 +632,7 @@ impl ModelsManager {
             })?;
             return Ok(self.user_info(&meta));
         }
-        let entry = catalog::entry(id).ok_or_else(|| {
-            CommandError::unknown_model(id, format!("{id:?} is not a model Dormouse knows"))
-        })?;
+        let entry = catalog::known(id)?;
         Ok(self.base_info(entry))
     }
 
@@ -834,7 +830,7 @@ fn in_use(name: &str, error: model_manager::ManagerError) -> CommandError {
 }
 
 /// Bytes a model file or folder takes on disk; `None` when it is not there.
-pub(crate) fn disk_bytes(path: &Path) -> Option<u64> {
+fn disk_bytes(path: &Path) -> Option<u64> {
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_dir() {
         return Some(meta.len());
