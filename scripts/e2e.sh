@@ -15,6 +15,7 @@ trap 'rm -rf "$scratch"' EXIT
 export XDG_CONFIG_HOME="$scratch/config" XDG_DATA_HOME="$scratch/data"
 DORMOUSE_MODELS_DIR="$(bash scripts/install-models.sh)"
 target/debug/examples/random_sam_weights "$DORMOUSE_MODELS_DIR/mobile_sam.safetensors" >/dev/null
+target/debug/examples/synthetic_training_set "$scratch/training-set" 2 >/dev/null
 python3 - "$scratch/square.png" <<'PY'
 import struct, sys, zlib
 n = 256

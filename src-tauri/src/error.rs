@@ -7,7 +7,7 @@ use serde::Serialize;
 use specta::Type;
 
 /// A command's failure, sent to the front end as `{ kind, message, ... }`.
-#[derive(Clone, Debug, PartialEq, Serialize, Type, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, Type, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CommandError {
     /// A file the user named does not exist or cannot be read.
@@ -45,6 +45,13 @@ pub enum CommandError {
     UnknownModel {
         /// The id as given.
         id: String,
+        /// What to show.
+        message: String,
+    },
+    /// A training set cannot be used (too few pairs, sizes that differ, an empty mask...);
+    /// nothing was trained.
+    #[error("{message}")]
+    InvalidDataset {
         /// What to show.
         message: String,
     },
@@ -141,6 +148,7 @@ impl CommandError {
             | Self::ModelNotInstalled { message, .. }
             | Self::UnknownModel { message, .. }
             | Self::InvalidSetting { message }
+            | Self::InvalidDataset { message }
             | Self::LoadFailed { message, .. }
             | Self::Cancelled { message }
             | Self::MemoryBudgetExceeded { message }
@@ -171,6 +179,10 @@ impl From<EngineError> for CommandError {
             | EngineError::TooLarge { .. }
             | EngineError::InvalidRequest(_) => Self::InvalidInput { message },
             EngineError::InvalidWeights { .. } => Self::InvalidModel { message },
+            EngineError::InvalidDataset(_) => Self::InvalidDataset { message },
+            EngineError::Cancelled => Self::Cancelled {
+                message: "cancelled; nothing was changed".into(),
+            },
             EngineError::Inference(_) => Self::Internal { message },
         }
     }

@@ -42,6 +42,11 @@ pub struct SettingsChanged(pub SettingsView);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
 pub struct DownloadProgress(pub crate::managers::downloads::DownloadView);
 
+/// A training job progressed (each step, with its loss and validation IoU), finished,
+/// failed or was cancelled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
+pub struct TrainingProgress(pub crate::managers::training::TrainingView);
+
 /// The tray's "Unload models" ran; the window shows what it freed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
 pub struct TrayUnloaded(pub UnloadSummary);

@@ -13,6 +13,7 @@ pub mod events;
 mod logging;
 pub mod managers;
 pub mod paths;
+pub mod training_set;
 pub mod tray;
 pub mod user_models;
 pub mod views;
@@ -27,12 +28,19 @@ use tauri_specta::{collect_commands, collect_events, Event};
 use crate::managers::downloads::DownloadsManager;
 use crate::managers::models::ModelsManager;
 use crate::managers::segmentation::SegmentationManager;
+use crate::managers::training::TrainingManager;
 use crate::managers::transcription::TranscriptionManager;
 use crate::paths::AppPaths;
 
 /// Commands that move raw bytes, registered beside the typed ones (tauri-specta cannot type
 /// raw IPC bodies); their names are exported as constants in the bindings.
-pub const RAW_COMMANDS: [&str; 3] = ["transcribe_audio", "mask_png", "open_image"];
+pub const RAW_COMMANDS: [&str; 5] = [
+    "transcribe_audio",
+    "mask_png",
+    "open_image",
+    "add_training_example",
+    "training_thumbnail",
+];
 
 /// Where the generated TypeScript bindings live, relative to the workspace root.
 pub const BINDINGS_PATH: &str = "src/lib/bindings.ts";
@@ -60,6 +68,13 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             commands::transcription::transcribe,
             commands::segmentation::open_image_file,
             commands::segmentation::segment,
+            commands::training::list_training_examples,
+            commands::training::add_training_files,
+            commands::training::add_segment_to_training_set,
+            commands::training::remove_training_example,
+            commands::training::start_training,
+            commands::training::cancel_training,
+            commands::training::training_status,
         ])
         .events(collect_events![
             events::ModelStatusChanged,
@@ -68,6 +83,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             events::SettingsChanged,
             events::TrayUnloaded,
             events::DownloadProgress,
+            events::TrainingProgress,
         ])
         .typ::<managers::transcription::TranscribeSettings>()
         .typ::<managers::transcription::Transcription>()
@@ -81,7 +97,22 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
         )
         .constant("MASK_PNG_COMMAND", RAW_COMMANDS[1])
         .constant("OPEN_IMAGE_COMMAND", RAW_COMMANDS[2])
+        .constant("ADD_TRAINING_EXAMPLE_COMMAND", RAW_COMMANDS[3])
+        .constant(
+            "TRAINING_EXAMPLE_HEADER",
+            commands::training::EXAMPLE_HEADER,
+        )
+        .constant("TRAINING_THUMBNAIL_COMMAND", RAW_COMMANDS[4])
+        .constant(
+            "DEFAULT_TRAINING_STEPS",
+            engines::segmentation::training::TrainOptions::default().steps as u32,
+        )
+        .constant(
+            "MIN_TRAINING_PAIRS",
+            engines::segmentation::training::MIN_PAIRS as u32,
+        )
         .typ::<managers::segmentation::OpenedImage>()
+        .typ::<training_set::TrainingExample>()
 }
 
 /// The TypeScript bindings as text (what [`BINDINGS_PATH`] must hold).
@@ -141,7 +172,9 @@ pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R
         Box::new(tauri::generate_handler![
             commands::transcription::transcribe_audio,
             commands::segmentation::mask_png,
-            commands::segmentation::open_image
+            commands::segmentation::open_image,
+            commands::training::add_training_example,
+            commands::training::training_thumbnail
         ]);
     builder.invoke_handler(move |invoke| {
         if RAW_COMMANDS.contains(&invoke.message.command()) {
@@ -230,6 +263,15 @@ pub fn initialize<R: Runtime>(
     app.manage(Arc::new(downloads));
     app.manage(Arc::new(TranscriptionManager::new(models.clone())));
     app.manage(Arc::new(SegmentationManager::new(models.clone())));
+    let handle = app.clone();
+    app.manage(Arc::new(TrainingManager::new(
+        models.clone(),
+        move |view| {
+            if let Err(error) = events::TrainingProgress(view).emit(&handle) {
+                tracing::warn!(%error, "could not emit TrainingProgress");
+            }
+        },
+    )));
     app.manage(models);
     Ok(())
 }
@@ -251,6 +293,9 @@ fn point_onnx_runtime_at(dir: &Path, env: &EnvLookup) {
 pub fn shut_down<R: Runtime>(app: &tauri::AppHandle<R>) {
     if let Some(downloads) = app.try_state::<Arc<DownloadsManager>>() {
         downloads.shutdown();
+    }
+    if let Some(training) = app.try_state::<Arc<TrainingManager>>() {
+        training.shutdown();
     }
     if let Some(models) = app.try_state::<Arc<ModelsManager>>() {
         let summary = models.shutdown();

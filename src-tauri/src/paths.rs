@@ -20,6 +20,11 @@ impl AppPaths {
         self.config_dir.join("settings.json")
     }
 
+    /// The user's training examples (image + mask pairs kept for training custom models).
+    pub fn training_set_dir(&self) -> PathBuf {
+        self.models_dir.join("training-set")
+    }
+
     /// Where the ONNX Runtime library is installed for the app.
     pub fn onnxruntime_dir(&self) -> PathBuf {
         self.models_dir.join("onnxruntime")

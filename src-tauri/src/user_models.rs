@@ -81,6 +81,32 @@ pub struct UserModelMeta {
     pub imported_at_ms: u64,
     /// Size of the weights file.
     pub file_bytes: u64,
+    /// How it was trained, for a model trained in Dormouse (`None`: imported).
+    #[serde(default)]
+    pub training: Option<TrainingRecord>,
+}
+
+/// What Dormouse records about a model it trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct TrainingRecord {
+    /// The model it was fine-tuned from (`sam-tiny`, `user:<id>`...).
+    pub base_model: String,
+    /// Image + mask pairs used (training and validation).
+    pub pairs: u32,
+    /// Pairs held out for validation.
+    pub validation_pairs: u32,
+    /// Optimiser steps.
+    pub steps: u32,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Mean IoU on the examples before training.
+    pub iou_before: f32,
+    /// Mean IoU on the examples after training.
+    pub iou_after: f32,
+    /// IoU on the held-out pair before and after, when one was held out.
+    pub validation_iou: Option<[f32; 2]>,
+    /// How long training took, ms.
+    pub duration_ms: u64,
 }
 
 /// The user models folder and what it holds.
@@ -157,19 +183,56 @@ impl UserModels {
             source_file: source.display().to_string(),
             imported_at_ms: now_ms(),
             file_bytes: bytes,
+            training: None,
         };
-        let json = serde_json::to_vec_pretty(&meta).map_err(CommandError::internal)?;
-        let meta_tmp = self.dir.join(format!(".{}.json.tmp", id.as_str()));
-        let written =
-            fs::write(&meta_tmp, json).and_then(|()| fs::rename(&meta_tmp, self.meta_path(&id)));
+        self.record(&meta, &target)?;
+        Ok(meta)
+    }
+
+    /// Adds a model trained in Dormouse under a fresh id derived from `display_name`:
+    /// `write` writes the weights to the path it is given (atomically: whole or absent), then
+    /// the metadata is written atomically. On any error nothing is left behind.
+    pub fn add_trained(
+        &self,
+        task: Task,
+        display_name: &str,
+        training: TrainingRecord,
+        write: impl FnOnce(&Path) -> CommandResult<u64>,
+    ) -> CommandResult<UserModelMeta> {
+        fs::create_dir_all(&self.dir).map_err(|e| {
+            CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
+        })?;
+        let id = self.fresh_id(display_name);
+        let target = self.weights_path(&id, task);
+        let bytes = write(&target)?;
+        let meta = UserModelMeta {
+            id,
+            task,
+            display_name: display_name.to_owned(),
+            source_file: "trained in Dormouse".into(),
+            imported_at_ms: now_ms(),
+            file_bytes: bytes,
+            training: Some(training),
+        };
+        self.record(&meta, &target)?;
+        Ok(meta)
+    }
+
+    /// Writes `meta` atomically; on failure removes the model's weights (`target`) too.
+    fn record(&self, meta: &UserModelMeta, target: &Path) -> CommandResult<()> {
+        let json = serde_json::to_vec_pretty(meta).map_err(CommandError::internal)?;
+        let meta_tmp = self.dir.join(format!(".{}.json.tmp", meta.id.as_str()));
+        let written = fs::write(&meta_tmp, json)
+            .and_then(|()| fs::rename(&meta_tmp, self.meta_path(&meta.id)));
         if let Err(e) = written {
             let _ = fs::remove_file(&meta_tmp);
-            let _ = fs::remove_file(&target);
+            let _ = fs::remove_file(target);
             return Err(CommandError::internal(format!(
-                "cannot record the imported model: {e}"
+                "cannot record the model {}: {e}",
+                meta.id.as_str()
             )));
         }
-        Ok(meta)
+        Ok(())
     }
 
     /// Deletes `id`'s metadata (so it stops being listed) and then its weights.
@@ -208,7 +271,11 @@ impl UserModels {
                 }
             })
             .filter_map(|candidate| UserModelId::new(&candidate).ok())
-            .find(|id| !self.meta_path(id).exists())
+            .find(|id| {
+                !self.meta_path(id).exists()
+                    && !self.weights_path(id, Task::Segmentation).exists()
+                    && !self.weights_path(id, Task::Transcription).exists()
+            })
             .unwrap_or_else(|| UserModelId(format!("model-{}", now_ms())))
     }
 }

@@ -4,6 +4,7 @@
 //! a corrupt settings file, with environment overrides).
 
 mod app_downloads;
+mod app_training;
 mod support;
 
 use serde_json::{json, Value};

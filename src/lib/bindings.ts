@@ -48,6 +48,20 @@ export const commands = {
 	openImageFile: (path: string) => typedError<OpenedImage, CommandError>(__TAURI_INVOKE("open_image_file", { path })),
 	/**  Segments an opened image for the given points and box. */
 	segment: (request: SegmentRequest_Deserialize) => typedError<SegmentResult, CommandError>(__TAURI_INVOKE("segment", { request })),
+	/**  Every example in the training set. */
+	listTrainingExamples: () => __TAURI_INVOKE<TrainingExample[]>("list_training_examples"),
+	/**  Adds an image file and its mask file (non-zero pixels are the object) to the training set. */
+	addTrainingFiles: (imagePath: string, maskPath: string) => typedError<TrainingExample, CommandError>(__TAURI_INVOKE("add_training_files", { imagePath, maskPath })),
+	/**  Adds the opened image and a mask made for it on the Segment page. */
+	addSegmentToTrainingSet: (imageId: number, maskId: number) => typedError<TrainingExample, CommandError>(__TAURI_INVOKE("add_segment_to_training_set", { imageId, maskId })),
+	/**  Removes an example from the training set. */
+	removeTrainingExample: (exampleId: string) => typedError<null, CommandError>(__TAURI_INVOKE("remove_training_example", { exampleId })),
+	/**  Starts training a custom segmentation model; returns at once (progress by events). */
+	startTraining: (request: TrainingRequest_Deserialize) => typedError<TrainingView_Serialize, CommandError>(__TAURI_INVOKE("start_training", { request })),
+	/**  Cancels the running training (nothing is written); says whether one was running. */
+	cancelTraining: () => __TAURI_INVOKE<boolean>("cancel_training"),
+	/**  The running or last training job, with its whole loss / IoU history. */
+	trainingStatus: () => __TAURI_INVOKE<TrainingView_Serialize | null>("training_status"),
 };
 
 /** Events */
@@ -57,13 +71,24 @@ export const events = {
 	modelStatusChanged: makeEvent<ModelStatusChanged_Serialize, ModelStatusChanged_Deserialize>("model-status-changed"),
 	modelUnloaded: makeEvent<ModelUnloaded_Serialize, ModelUnloaded_Deserialize>("model-unloaded"),
 	settingsChanged: makeEvent<SettingsChanged_Serialize, SettingsChanged_Deserialize>("settings-changed"),
+	trainingProgress: makeEvent<TrainingProgress_Serialize, TrainingProgress_Deserialize>("training-progress"),
 	trayUnloaded: makeEvent<TrayUnloaded_Serialize, TrayUnloaded_Deserialize>("tray-unloaded"),
 };
 
 /* Constants */
+export const ADD_TRAINING_EXAMPLE_COMMAND = "add_training_example" as const;
+
+export const DEFAULT_TRAINING_STEPS = 60 as const;
+
 export const MASK_PNG_COMMAND = "mask_png" as const;
 
+export const MIN_TRAINING_PAIRS = 2 as const;
+
 export const OPEN_IMAGE_COMMAND = "open_image" as const;
+
+export const TRAINING_EXAMPLE_HEADER = "x-dormouse-example" as const;
+
+export const TRAINING_THUMBNAIL_COMMAND = "training_thumbnail" as const;
 
 export const TRANSCRIBE_AUDIO_COMMAND = "transcribe_audio" as const;
 
@@ -117,6 +142,13 @@ message: string } |
 { kind: "unknown_model"; 
 /**  The id as given. */
 id: string; 
+/**  What to show. */
+message: string } | 
+/**
+ *  A training set cannot be used (too few pairs, sizes that differ, an empty mask...);
+ *  nothing was trained.
+ */
+{ kind: "invalid_dataset"; 
 /**  What to show. */
 message: string } | 
 /**  A setting is out of range; nothing was changed. */
@@ -437,6 +469,8 @@ export type ModelInfo_Deserialize = {
 	download?: DownloadOffer_Deserialize | null,
 	/**  Bytes of an interrupted download kept for resuming (the next download continues there). */
 	partial_bytes?: number | null,
+	/**  How it was trained, for a custom model trained in Dormouse. */
+	training?: TrainingRecord_Deserialize | null,
 };
 
 /**  Static and on-disk facts about a model; answering never loads anything. */
@@ -475,6 +509,8 @@ export type ModelInfo_Serialize = {
 	download: DownloadOffer_Serialize | null,
 	/**  Bytes of an interrupted download kept for resuming (the next download continues there). */
 	partial_bytes: number | null,
+	/**  How it was trained, for a custom model trained in Dormouse. */
+	training: TrainingRecord_Serialize | null,
 };
 
 /**  A load in flight progressed. */
@@ -879,6 +915,238 @@ export type TimerScopeChoice =
 "all_together" | 
 /**  Each model has its own idle clock. */
 "each_on_its_own";
+
+/**  One image + mask pair in the training set. */
+export type TrainingExample = {
+	/**  Its id (`ex-<n>`). */
+	id: string,
+	/**  Where it came from (a file name, or "Segment page"). */
+	name: string,
+	/**  Image width. */
+	width: number,
+	/**  Image height. */
+	height: number,
+	/**  Pixels inside the mask. */
+	mask_pixels: number,
+	/**  When it was added (ms since the Unix epoch). */
+	added_at_ms: number,
+};
+
+/**  How a finished job went. */
+export type TrainingOutcome = TrainingOutcome_Serialize | TrainingOutcome_Deserialize;
+
+/**  How a finished job went. */
+export type TrainingOutcome_Deserialize = {
+	/**  The new model (active now). */
+	model: ModelInfo_Deserialize,
+	/**  What was recorded with it. */
+	record: TrainingRecord_Deserialize,
+};
+
+/**  How a finished job went. */
+export type TrainingOutcome_Serialize = {
+	/**  The new model (active now). */
+	model: ModelInfo_Serialize,
+	/**  What was recorded with it. */
+	record: TrainingRecord_Serialize,
+};
+
+/**  Where a training job is. */
+export type TrainingPhase = 
+/**  Loading the base model and embedding the images. */
+"preparing" | 
+/**  Optimiser steps running. */
+"training" | 
+/**  Writing the new model. */
+"saving" | 
+/**  Saved and active. */
+"done" | 
+/**  Stopped with an error; nothing was changed. */
+"failed" | 
+/**  Cancelled; nothing was changed. */
+"cancelled";
+
+/**  One point of the loss / IoU chart. */
+export type TrainingPoint = TrainingPoint_Serialize | TrainingPoint_Deserialize;
+
+/**  One point of the loss / IoU chart. */
+export type TrainingPoint_Deserialize = {
+	/**  Step (1-based). */
+	step: number,
+	/**  The step's loss. */
+	loss: number | null,
+	/**  Validation IoU, on the steps where it was measured. */
+	validation_iou?: number | null,
+};
+
+/**  One point of the loss / IoU chart. */
+export type TrainingPoint_Serialize = {
+	/**  Step (1-based). */
+	step: number,
+	/**  The step's loss. */
+	loss: number | null,
+	/**  Validation IoU, on the steps where it was measured. */
+	validation_iou: number | null,
+};
+
+/**
+ *  A training job progressed (each step, with its loss and validation IoU), finished,
+ *  failed or was cancelled.
+ */
+export type TrainingProgress = TrainingProgress_Serialize | TrainingProgress_Deserialize;
+
+/**
+ *  A training job progressed (each step, with its loss and validation IoU), finished,
+ *  failed or was cancelled.
+ */
+export type TrainingProgress_Deserialize = TrainingView_Deserialize;
+
+/**
+ *  A training job progressed (each step, with its loss and validation IoU), finished,
+ *  failed or was cancelled.
+ */
+export type TrainingProgress_Serialize = TrainingView_Serialize;
+
+/**  What Dormouse records about a model it trained. */
+export type TrainingRecord = TrainingRecord_Serialize | TrainingRecord_Deserialize;
+
+/**  What Dormouse records about a model it trained. */
+export type TrainingRecord_Deserialize = {
+	/**  The model it was fine-tuned from (`sam-tiny`, `user:<id>`...). */
+	base_model: string,
+	/**  Image + mask pairs used (training and validation). */
+	pairs: number,
+	/**  Pairs held out for validation. */
+	validation_pairs: number,
+	/**  Optimiser steps. */
+	steps: number,
+	/**  Learning rate. */
+	learning_rate: number | null,
+	/**  Mean IoU on the examples before training. */
+	iou_before: number | null,
+	/**  Mean IoU on the examples after training. */
+	iou_after: number | null,
+	/**  IoU on the held-out pair before and after, when one was held out. */
+	validation_iou?: [(number | null), (number | null)] | null,
+	/**  How long training took, ms. */
+	duration_ms: number,
+};
+
+/**  What Dormouse records about a model it trained. */
+export type TrainingRecord_Serialize = {
+	/**  The model it was fine-tuned from (`sam-tiny`, `user:<id>`...). */
+	base_model: string,
+	/**  Image + mask pairs used (training and validation). */
+	pairs: number,
+	/**  Pairs held out for validation. */
+	validation_pairs: number,
+	/**  Optimiser steps. */
+	steps: number,
+	/**  Learning rate. */
+	learning_rate: number | null,
+	/**  Mean IoU on the examples before training. */
+	iou_before: number | null,
+	/**  Mean IoU on the examples after training. */
+	iou_after: number | null,
+	/**  IoU on the held-out pair before and after, when one was held out. */
+	validation_iou: [(number | null), (number | null)] | null,
+	/**  How long training took, ms. */
+	duration_ms: number,
+};
+
+/**  What to train. */
+export type TrainingRequest = TrainingRequest_Serialize | TrainingRequest_Deserialize;
+
+/**  What to train. */
+export type TrainingRequest_Deserialize = {
+	/**  The new model's name (default "Custom model"). */
+	display_name?: string | null,
+	/**  Examples to use (default: the whole training set). */
+	example_ids?: string[] | null,
+	/**  Optimiser steps (default: measured, see `docs/benchmarks.md`). */
+	steps?: number | null,
+	/**  AdamW learning rate (default: measured). */
+	learning_rate?: number | null,
+};
+
+/**  What to train. */
+export type TrainingRequest_Serialize = {
+	/**  The new model's name (default "Custom model"). */
+	display_name: string | null,
+	/**  Examples to use (default: the whole training set). */
+	example_ids: string[] | null,
+	/**  Optimiser steps (default: measured, see `docs/benchmarks.md`). */
+	steps: number | null,
+	/**  AdamW learning rate (default: measured). */
+	learning_rate: number | null,
+};
+
+/**  A training job's status (pushed as [`crate::events::TrainingProgress`]). */
+export type TrainingView = TrainingView_Serialize | TrainingView_Deserialize;
+
+/**  A training job's status (pushed as [`crate::events::TrainingProgress`]). */
+export type TrainingView_Deserialize = {
+	/**  The job. */
+	job_id: number,
+	/**  Where it is. */
+	phase: TrainingPhase,
+	/**  The new model's name. */
+	display_name: string,
+	/**  Pairs in the run. */
+	pairs: number,
+	/**  Images embedded so far (preparing). */
+	embedded: number,
+	/**  Steps done. */
+	step: number,
+	/**  Steps in the run. */
+	steps: number,
+	/**  The last step's point. */
+	last?: TrainingPoint_Deserialize | null,
+	/**  Whether the validation IoU is on held-out pairs (else on the training pairs). */
+	validation_held_out: boolean,
+	/**  Time since the job started, ms. */
+	elapsed_ms: number,
+	/**  Estimated time left, ms (from the steps so far). */
+	eta_ms?: number | null,
+	/**  Every point so far (in `training_status`; events carry only `last`). */
+	history: TrainingPoint_Deserialize[],
+	/**  The result, when done. */
+	outcome?: TrainingOutcome_Deserialize | null,
+	/**  Why it failed. */
+	error?: CommandError | null,
+};
+
+/**  A training job's status (pushed as [`crate::events::TrainingProgress`]). */
+export type TrainingView_Serialize = {
+	/**  The job. */
+	job_id: number,
+	/**  Where it is. */
+	phase: TrainingPhase,
+	/**  The new model's name. */
+	display_name: string,
+	/**  Pairs in the run. */
+	pairs: number,
+	/**  Images embedded so far (preparing). */
+	embedded: number,
+	/**  Steps done. */
+	step: number,
+	/**  Steps in the run. */
+	steps: number,
+	/**  The last step's point. */
+	last: TrainingPoint_Serialize | null,
+	/**  Whether the validation IoU is on held-out pairs (else on the training pairs). */
+	validation_held_out: boolean,
+	/**  Time since the job started, ms. */
+	elapsed_ms: number,
+	/**  Estimated time left, ms (from the steps so far). */
+	eta_ms: number | null,
+	/**  Every point so far (in `training_status`; events carry only `last`). */
+	history: TrainingPoint_Serialize[],
+	/**  The result, when done. */
+	outcome: TrainingOutcome_Serialize | null,
+	/**  Why it failed. */
+	error: CommandError | null,
+};
 
 /**  What the user asked for. */
 export type TranscribeSettings = TranscribeSettings_Serialize | TranscribeSettings_Deserialize;

@@ -1,6 +1,6 @@
 // How Dormouse words sizes, durations and model states for people. Pure functions: tested
 // on their own and used by every component.
-import type { DownloadView, ModelStatusView, StrategyChoice, UnloadSummary } from "./types";
+import type { DownloadView, ModelStatusView, StrategyChoice, TrainingRecord, TrainingView, UnloadSummary } from "./types";
 
 /** "142 MB" (decimal megabytes, as file managers show them). */
 export function megabytes(bytes: number): string {
@@ -128,4 +128,40 @@ export function downloadDoneMessage(view: DownloadView): { text: string; ok: boo
     default:
       return { text: `Download of ${view.model_id} failed: ${view.error?.message ?? "unknown error"}`, ok: false };
   }
+}
+
+/** A training job in one line: "Embedding your images (2 of 5)…",
+ * "Step 12 of 60 · loss 0.84 · IoU 0.62 · 40s left", "Saving the model…". */
+export function trainingLine(view: TrainingView): string {
+  switch (view.phase) {
+    case "preparing":
+      return view.embedded > 0 ? `Embedding your images (${view.embedded} of ${view.pairs})…` : "Loading the base model…";
+    case "training": {
+      const parts = [`Step ${view.step} of ${view.steps}`];
+      if (view.last?.loss != null) parts.push(`loss ${view.last.loss.toFixed(3)}`);
+      if (view.eta_ms !== null) parts.push(`${clock(view.eta_ms)} left`);
+      return parts.join(" · ");
+    }
+    case "saving":
+      return "Saving the model…";
+    case "done":
+      return view.outcome ? `${iouChange(view.outcome.record)}, now active` : "Done";
+    case "cancelled":
+      return "Training cancelled; nothing was changed";
+    case "failed":
+      return `Training failed: ${view.error?.message ?? "unknown error"}`;
+  }
+}
+
+/** "IoU on your examples 0.41 → 0.87". */
+export function iouChange(record: TrainingRecord): string {
+  const two = (v: number | null) => (v === null ? "–" : v.toFixed(2));
+  return `IoU on your examples ${two(record.iou_before)} → ${two(record.iou_after)}`;
+}
+
+/** The fraction done, 0–1, counting embedding as the first tenth. */
+export function trainingFraction(view: TrainingView): number {
+  if (view.phase === "done") return 1;
+  const embedding = view.pairs > 0 ? view.embedded / view.pairs : 0;
+  return Math.min(1, 0.1 * embedding + 0.9 * (view.steps > 0 ? view.step / view.steps : 0));
 }

@@ -1,8 +1,16 @@
 // The commands that move raw bytes (tauri-specta types only JSON commands). Their names,
 // header and result types come from the generated bindings, so nothing here is a loose string.
 import { invoke } from "@tauri-apps/api/core";
-import { MASK_PNG_COMMAND, OPEN_IMAGE_COMMAND, TRANSCRIBE_AUDIO_COMMAND, TRANSCRIBE_SETTINGS_HEADER } from "./bindings";
-import type { OpenedImage, CommandError, TranscribeSettings, Transcription } from "./types";
+import {
+  ADD_TRAINING_EXAMPLE_COMMAND,
+  MASK_PNG_COMMAND,
+  OPEN_IMAGE_COMMAND,
+  TRAINING_EXAMPLE_HEADER,
+  TRAINING_THUMBNAIL_COMMAND,
+  TRANSCRIBE_AUDIO_COMMAND,
+  TRANSCRIBE_SETTINGS_HEADER,
+} from "./bindings";
+import type { OpenedImage, CommandError, TrainingExample, TranscribeSettings, Transcription } from "./types";
 
 export type Result<T> = { status: "ok"; data: T } | { status: "error"; error: CommandError };
 
@@ -32,4 +40,21 @@ export function maskPng(maskId: number): Promise<Result<ArrayBuffer>> {
 /** Opens an image (PNG or JPEG bytes) for segmenting; also starts loading the model. */
 export function openImage(image: Uint8Array): Promise<Result<OpenedImage>> {
   return typed(invoke<OpenedImage>(OPEN_IMAGE_COMMAND, image));
+}
+
+/** Adds an image + mask pair (PNG or JPEG bytes each) to the training set. */
+export function addTrainingExample(name: string, image: Uint8Array, mask: Uint8Array): Promise<Result<TrainingExample>> {
+  const body = new Uint8Array(image.length + mask.length);
+  body.set(image, 0);
+  body.set(mask, image.length);
+  return typed(
+    invoke<TrainingExample>(ADD_TRAINING_EXAMPLE_COMMAND, body, {
+      headers: { [TRAINING_EXAMPLE_HEADER]: JSON.stringify({ name, image_bytes: image.length }) },
+    }),
+  );
+}
+
+/** A training example's thumbnail (its mask tinted), as PNG bytes. */
+export function trainingThumbnail(exampleId: string): Promise<Result<ArrayBuffer>> {
+  return typed(invoke<ArrayBuffer>(TRAINING_THUMBNAIL_COMMAND, { exampleId }));
 }

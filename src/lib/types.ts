@@ -11,6 +11,8 @@ export type {
   TranscribeSettings_Deserialize as TranscribeSettings,
   DownloadView_Serialize as DownloadView,
   DownloadOffer_Serialize as DownloadOffer,
+  TrainingView_Serialize as TrainingView,
+  TrainingOutcome_Serialize as TrainingOutcome,
 } from "./bindings";
 export type {
   CommandError,
@@ -26,4 +28,9 @@ export type {
   StrategyChoice,
   Task,
   Transcription,
+  TrainingExample,
+  TrainingPhase,
+  TrainingPoint,
+  TrainingRecord,
+  TrainingRequest,
 } from "./bindings";

@@ -1,13 +1,16 @@
 //! Thin command wrappers, one screen each: parse, hand the work to a manager off the async
 //! runtime ([`blocking`]), return typed results or [`crate::error::CommandError`]s.
-//! Every command is typed through tauri-specta, except the two that move raw bytes
-//! ([`transcription::transcribe_audio`] in, [`segmentation::mask_png`] out) which tauri-specta
-//! cannot express as raw IPC bodies; their names and types are exported with the bindings.
+//! Every command is typed through tauri-specta, except those that move raw bytes
+//! ([`transcription::transcribe_audio`], [`segmentation::open_image`] and
+//! [`training::add_training_example`] in; [`segmentation::mask_png`] and
+//! [`training::training_thumbnail`] out), which tauri-specta cannot express as raw IPC
+//! bodies; their names and types are exported with the bindings.
 
 pub mod downloads;
 pub mod models;
 pub mod segmentation;
 pub mod settings;
+pub mod training;
 pub mod transcription;
 
 use tauri::ipc::{InvokeBody, Request};

@@ -2,10 +2,12 @@
 //! each slot, memory policy, user models), [`settings::SettingsStore`] (persistence),
 //! [`transcription::TranscriptionManager`] and [`segmentation::SegmentationManager`]
 //! (requests), [`downloads::DownloadsManager`] (getting catalog models onto the disk, and
-//! deleting them). Commands are thin wrappers over these.
+//! deleting them), [`training::TrainingManager`] (the training set and custom-model
+//! training). Commands are thin wrappers over these.
 
 pub mod downloads;
 pub mod models;
 pub mod segmentation;
 pub mod settings;
+pub mod training;
 pub mod transcription;

@@ -30,7 +30,7 @@ use crate::managers::settings::{
     EnvOverrides, MemorySettings, Settings, SettingsStore, SettingsWarning,
 };
 use crate::paths::AppPaths;
-use crate::user_models::{UserModelId, UserModelMeta, UserModels};
+use crate::user_models::{TrainingRecord, UserModelId, UserModelMeta, UserModels};
 pub use crate::views::RequestTimings;
 use crate::views::{micros, ModelStatusView, StatusView, UnloadSummary, Views};
 
@@ -71,6 +71,8 @@ pub struct ModelInfo {
     pub download: Option<DownloadOffer>,
     /// Bytes of an interrupted download kept for resuming (the next download continues there).
     pub partial_bytes: Option<u64>,
+    /// How it was trained, for a custom model trained in Dormouse.
+    pub training: Option<TrainingRecord>,
 }
 
 /// A catalog model's download, as the models page shows it.
@@ -454,6 +456,24 @@ impl ModelsManager {
         Ok(self.user_info(&meta))
     }
 
+    /// The weights file `slot` loads now (the active user model's, else the base model's).
+    pub fn spec_path(&self, slot: Slot) -> Option<std::path::PathBuf> {
+        self.current_spec(slot).path.map(|p| p.to_path_buf())
+    }
+
+    /// Records a model trained in Dormouse: `write` writes its weights (atomically) to the
+    /// path it is given. It is not made active (see [`Self::load_user_model`]).
+    pub fn add_trained_model(
+        &self,
+        task: Task,
+        display_name: &str,
+        record: TrainingRecord,
+        write: impl FnOnce(&Path) -> CommandResult<u64>,
+    ) -> CommandResult<UserModelMeta> {
+        self.user_models
+            .add_trained(task, display_name, record, write)
+    }
+
     /// Deletes an installed model's files (a catalog model's file or folder, or a user
     /// model). Refused while the model is loaded, loading or leased; the core guarantees no
     /// load of it starts while the files go. A deleted active base model shows as "not
@@ -685,6 +705,7 @@ impl ModelsManager {
                 publisher: d.publisher.into(),
                 archive: d.archive,
             }),
+            training: None,
         }
     }
 
@@ -711,7 +732,16 @@ impl ModelsManager {
             memory_measured: measured.is_some(),
             languages: String::new(),
             licence: "yours".into(),
-            good_for: format!("Your own {} model", meta.task.label()),
+            good_for: match &meta.training {
+                Some(t) => format!(
+                    "Your own {} model, trained on {} example{}",
+                    meta.task.label(),
+                    t.pairs,
+                    if t.pairs == 1 { "" } else { "s" }
+                ),
+                None => format!("Your own {} model", meta.task.label()),
+            },
+            training: meta.training.clone(),
             active: *self.current_spec(slot).id == *model_id,
             runnable: true,
             download: None,

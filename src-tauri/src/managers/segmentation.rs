@@ -204,6 +204,40 @@ impl SegmentationManager {
         })
     }
 
+    /// An opened image and a mask made for it, as a training pair (the Segment page's "Add to
+    /// training set").
+    pub fn training_pair(
+        &self,
+        image_id: u32,
+        mask_id: u32,
+    ) -> CommandResult<engines::segmentation::training::TrainingPair> {
+        let image = self
+            .images
+            .lock()
+            .iter()
+            .find(|(id, _)| *id == image_id)
+            .map(|(_, image)| image.clone())
+            .ok_or_else(|| {
+                CommandError::invalid_input(format!(
+                    "image {image_id} is no longer open; open it again"
+                ))
+            })?;
+        let png = self.mask_png(mask_id)?;
+        let mask = image::load_from_memory(&png)
+            .map_err(CommandError::internal)?
+            .to_luma8();
+        if mask.dimensions() != image.dimensions() {
+            return Err(CommandError::invalid_input(format!(
+                "mask {mask_id} was made for another image; segment this one again"
+            )));
+        }
+        Ok(engines::segmentation::training::TrainingPair::new(
+            format!("Segment page, image {image_id}"),
+            image.as_ref().clone(),
+            mask.into_raw(),
+        )?)
+    }
+
     /// The PNG of a recent mask.
     pub fn mask_png(&self, mask_id: u32) -> CommandResult<Arc<Vec<u8>>> {
         self.masks

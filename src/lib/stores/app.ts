@@ -3,18 +3,20 @@ import { getContext, setContext } from "svelte";
 import { ModelStatusStore, Now } from "./models.svelte";
 import { SettingsStore } from "./settings.svelte";
 import { DownloadsStore } from "./downloads.svelte";
+import { TrainingStore } from "./training.svelte";
 
 export interface AppStores {
   status: ModelStatusStore;
   settings: SettingsStore;
   now: Now;
   downloads: DownloadsStore;
+  training: TrainingStore;
 }
 
 export const STORES_KEY = Symbol("dormouse-stores");
 
 export function createStores(): AppStores {
-  return { status: new ModelStatusStore(), settings: new SettingsStore(), now: new Now(), downloads: new DownloadsStore() };
+  return { status: new ModelStatusStore(), settings: new SettingsStore(), now: new Now(), downloads: new DownloadsStore(), training: new TrainingStore() };
 }
 
 export function provideStores(stores: AppStores): AppStores {

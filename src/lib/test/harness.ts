@@ -5,7 +5,7 @@ import { emit } from "@tauri-apps/api/event";
 import { render } from "@testing-library/svelte";
 import type { Component } from "svelte";
 import { createStores, STORES_KEY, type AppStores } from "../stores/app";
-import type { DownloadView, ModelStatusView, SettingsView } from "../types";
+import type { DownloadView, ModelStatusView, SettingsView, TrainingView } from "../types";
 
 export type Handler = (cmd: string, args: unknown) => unknown;
 
@@ -67,6 +67,8 @@ export function mockBackend(opts: { models?: ModelStatusView[]; settings?: Setti
       if (cmd === "get_model_status") return { models, total_resident_bytes: 0, taken_at_ms: Date.now() };
       if (cmd === "get_settings") return settings;
       if (cmd === "list_downloads") return [];
+      if (cmd === "list_training_examples") return [];
+      if (cmd === "training_status") return null;
       return null;
     },
     { shouldMockEvents: true },
@@ -77,7 +79,7 @@ export function mockBackend(opts: { models?: ModelStatusView[]; settings?: Setti
 /** Starts the stores against the mocked backend and renders `component` inside them. */
 export async function renderWithStores(component: Component<any>, props: Record<string, unknown> = {}) {
   const stores: AppStores = createStores();
-  await Promise.all([stores.status.start(), stores.settings.start(), stores.downloads.start()]);
+  await Promise.all([stores.status.start(), stores.settings.start(), stores.downloads.start(), stores.training.start()]);
   const result = render(component, { props, context: new Map([[STORES_KEY, stores]]) });
   return { ...result, stores };
 }
@@ -98,5 +100,13 @@ export function download(over: Partial<DownloadView> = {}): DownloadView {
     model_id: "whisper-small", phase: "downloading", bytes: 43_000_000, total_bytes: 78_000_000,
     bytes_per_sec: 5_200_000, eta_secs: 7, attempt: 1, max_attempts: 6, resumed_from: null,
     retry_in_ms: null, error: null, ...over,
+  };
+}
+
+/** A training job's status as the Rust side sends it. */
+export function trainingView(over: Partial<TrainingView> = {}): TrainingView {
+  return {
+    job_id: 1, phase: "preparing", display_name: "Custom model", pairs: 3, embedded: 0, step: 0, steps: 60,
+    last: null, validation_held_out: false, elapsed_ms: 0, eta_ms: null, history: [], outcome: null, error: null, ...over,
   };
 }

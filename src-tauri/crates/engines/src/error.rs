@@ -50,6 +50,12 @@ pub enum EngineError {
     /// A prompt or option is out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A training set cannot be used (too few pairs, sizes that differ, empty masks...).
+    #[error("{0}")]
+    InvalidDataset(String),
+    /// The caller asked to stop (training cancelled); nothing was produced.
+    #[error("cancelled")]
+    Cancelled,
     /// Inference itself failed.
     #[error("inference failed: {0}")]
     Inference(String),

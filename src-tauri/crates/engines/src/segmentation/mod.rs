@@ -3,7 +3,9 @@
 //! manager; [`SamModel::segment`] answers point and box prompts with the best mask. The image
 //! embedding — the expensive part — is cached per image, so re-prompting only decodes.
 
+mod decoder;
 mod network;
+pub mod training;
 pub mod weights;
 
 use std::path::Path;
@@ -234,9 +236,7 @@ impl SamModel {
         let (w, h) = image.dimensions();
         check_dimensions(w, h, "the image")?;
         validate_prompt(prompt, w, h)?;
-        let scale = IMAGE_SIZE as f32 / w.max(h) as f32;
-        let frame_w = ((w as f32 * scale).round() as usize).clamp(1, IMAGE_SIZE);
-        let frame_h = ((h as f32 * scale).round() as usize).clamp(1, IMAGE_SIZE);
+        let (frame_w, frame_h) = frame_size(w, h);
         let (embeddings, cached) = self.embeddings_for(image, frame_w, frame_h)?;
 
         let sx = frame_w as f32 / w as f32;
@@ -307,6 +307,15 @@ impl SamModel {
         cache.truncate(EMBEDDING_CACHE_ENTRIES);
         Ok((embeddings, false))
     }
+}
+
+/// The size an image is resized to for the encoder: its long side becomes [`IMAGE_SIZE`].
+fn frame_size(w: u32, h: u32) -> (usize, usize) {
+    let scale = IMAGE_SIZE as f32 / w.max(h) as f32;
+    (
+        ((w as f32 * scale).round() as usize).clamp(1, IMAGE_SIZE),
+        ((h as f32 * scale).round() as usize).clamp(1, IMAGE_SIZE),
+    )
 }
 
 fn validate_prompt(prompt: &Prompt, w: u32, h: u32) -> Result<(), EngineError> {

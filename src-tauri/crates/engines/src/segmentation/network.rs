@@ -106,6 +106,21 @@ impl SamNet {
         }
     }
 
+    /// The decoder's prompt inputs for `prompt`: sparse tokens `(1, n, 256)`, the dense
+    /// "no mask" embedding `(1, 256, 64, 64)` and the grid's positional encoding.
+    pub(crate) fn prompt_inputs(
+        &self,
+        prompt: &FramePrompt,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let sparse = self.prompts.sparse(prompt, &self.device)?;
+        let dense = self
+            .prompts
+            .no_mask
+            .reshape((1, PROMPT_DIM, 1, 1))?
+            .expand((1, PROMPT_DIM, IMAGE_SIZE / PATCH, IMAGE_SIZE / PATCH))?;
+        Ok((sparse, dense, self.dense_pe.clone()))
+    }
+
     /// Decodes masks for a prompt. Returns the low-resolution logits (`k × 256 × 256`,
     /// row-major) and the predicted IoU of each of the `k` masks.
     pub(crate) fn decode(
@@ -114,16 +129,10 @@ impl SamNet {
         prompt: &FramePrompt,
         multimask: bool,
     ) -> candle_core::Result<(Vec<Vec<f32>>, Vec<f32>)> {
-        let sparse = self.prompts.sparse(prompt, &self.device)?;
-        let dense = self
-            .prompts
-            .no_mask
-            .reshape((1, PROMPT_DIM, 1, 1))?
-            .expand((1, PROMPT_DIM, IMAGE_SIZE / PATCH, IMAGE_SIZE / PATCH))?;
-        let image_pe = &self.dense_pe;
+        let (sparse, dense, image_pe) = self.prompt_inputs(prompt)?;
         let (masks, iou) = self
             .mask_decoder
-            .forward(embeddings, image_pe, &sparse, &dense, multimask)?;
+            .forward(embeddings, &image_pe, &sparse, &dense, multimask)?;
         let masks = masks.i(0)?; // (k, 256, 256)
         let k = masks.dim(0)?;
         let logits = (0..k)

@@ -199,7 +199,7 @@ pub fn write_random_weights(
     SamNet::new(size, vb)?;
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
-        // xorshift64*, mapped to [-0.05, 0.05).
+        // xorshift64*, mapped to [-0.05, 0.05) (scaled per tensor below).
         state ^= state >> 12;
         state ^= state << 25;
         state ^= state >> 27;
@@ -216,7 +216,27 @@ pub fn write_random_weights(
         for name in names {
             let var = &data[name];
             let shape = var.shape().clone();
-            let values: Vec<f32> = (0..shape.elem_count()).map(|_| next()).collect();
+            let dims = shape.dims();
+            // Scaled like a trained network's (LeCun-uniform weights, unit norms and
+            // variances, small biases), so activations stay finite through every layer: a
+            // batch norm with a negative running variance would turn the embedding into NaN.
+            let (centre, spread) = if name.ends_with("running_var") {
+                (1.0, 0.0)
+            } else if name.ends_with("running_mean") {
+                (0.0, 0.0)
+            } else if name.ends_with("positional_encoding_gaussian_matrix") {
+                (0.0, 20.0)
+            } else if dims.len() >= 2 {
+                let fan_in = dims[1..].iter().product::<usize>().max(1) as f32;
+                (0.0, 20.0 * (3.0 / fan_in).sqrt())
+            } else if name.ends_with("weight") {
+                (1.0, 1.0)
+            } else {
+                (0.0, 1.0)
+            };
+            let values: Vec<f32> = (0..shape.elem_count())
+                .map(|_| centre + spread * next())
+                .collect();
             var.set(&Tensor::from_vec(values, shape, &Device::Cpu)?)?;
         }
     }

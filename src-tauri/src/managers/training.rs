@@ -1,0 +1,433 @@
+//! [`TrainingManager`] owns custom-model training: the training set ([`TrainingSet`]), one
+//! training job at a time on its own thread, its progress (pushed as
+//! [`crate::events::TrainingProgress`]), cancelling, and the result. A job holds a lease on
+//! the segmentation model for its whole run (so no idle timeout unloads what it uses, and the
+//! model counts against the memory budget), fine-tunes its mask decoder, saves the new
+//! weights atomically as a user model with its training record, and makes it the active
+//! segmentation model. A cancelled or failed job leaves nothing on disk and changes nothing.
+//!
+//! Lock order: `starting` (held through a whole `start`) before `job`, then a job's `view`;
+//! `job` and `view` are never held while calling the models manager or the event sink.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use engines::segmentation::training::{self, Progress, TrainOptions, TrainingPair};
+use engines::segmentation::SamModel;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use specta::Type;
+
+use crate::catalog::{Slot, Task};
+use crate::error::{CommandError, CommandResult};
+use crate::managers::models::{ModelInfo, ModelsManager};
+use crate::training_set::{TrainingExample, TrainingSet};
+use crate::user_models::TrainingRecord;
+
+/// What to train.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Type)]
+pub struct TrainingRequest {
+    /// The new model's name (default "Custom model").
+    pub display_name: Option<String>,
+    /// Examples to use (default: the whole training set).
+    pub example_ids: Option<Vec<String>>,
+    /// Optimiser steps (default: measured, see `docs/benchmarks.md`).
+    pub steps: Option<u32>,
+    /// AdamW learning rate (default: measured).
+    pub learning_rate: Option<f64>,
+}
+
+/// Where a training job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainingPhase {
+    /// Loading the base model and embedding the images.
+    Preparing,
+    /// Optimiser steps running.
+    Training,
+    /// Writing the new model.
+    Saving,
+    /// Saved and active.
+    Done,
+    /// Stopped with an error; nothing was changed.
+    Failed,
+    /// Cancelled; nothing was changed.
+    Cancelled,
+}
+
+/// One point of the loss / IoU chart.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct TrainingPoint {
+    /// Step (1-based).
+    pub step: u32,
+    /// The step's loss.
+    pub loss: f32,
+    /// Validation IoU, on the steps where it was measured.
+    pub validation_iou: Option<f32>,
+}
+
+/// How a finished job went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct TrainingOutcome {
+    /// The new model (active now).
+    pub model: ModelInfo,
+    /// What was recorded with it.
+    pub record: TrainingRecord,
+}
+
+/// A training job's status (pushed as [`crate::events::TrainingProgress`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct TrainingView {
+    /// The job.
+    pub job_id: u32,
+    /// Where it is.
+    pub phase: TrainingPhase,
+    /// The new model's name.
+    pub display_name: String,
+    /// Pairs in the run.
+    pub pairs: u32,
+    /// Images embedded so far (preparing).
+    pub embedded: u32,
+    /// Steps done.
+    pub step: u32,
+    /// Steps in the run.
+    pub steps: u32,
+    /// The last step's point.
+    pub last: Option<TrainingPoint>,
+    /// Whether the validation IoU is on held-out pairs (else on the training pairs).
+    pub validation_held_out: bool,
+    /// Time since the job started, ms.
+    pub elapsed_ms: u64,
+    /// Estimated time left, ms (from the steps so far).
+    pub eta_ms: Option<u64>,
+    /// Every point so far (in `training_status`; events carry only `last`).
+    pub history: Vec<TrainingPoint>,
+    /// The result, when done.
+    pub outcome: Option<TrainingOutcome>,
+    /// Why it failed.
+    pub error: Option<CommandError>,
+}
+
+type Sink = Box<dyn Fn(TrainingView) + Send + Sync>;
+
+struct Job {
+    cancel: Arc<AtomicBool>,
+    view: Arc<Mutex<TrainingView>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Owner of the training set and of training jobs; see the module docs.
+pub struct TrainingManager {
+    models: Arc<ModelsManager>,
+    set: TrainingSet,
+    job: Mutex<Option<Job>>,
+    /// Held for the whole of [`Self::start`], so two starts cannot both begin a job.
+    starting: Mutex<()>,
+    next_job: AtomicU32,
+    sink: Arc<Sink>,
+}
+
+impl TrainingManager {
+    /// A manager keeping its training set in the models folder; `sink` receives every
+    /// status (wired to the `TrainingProgress` event).
+    pub fn new(
+        models: Arc<ModelsManager>,
+        sink: impl Fn(TrainingView) + Send + Sync + 'static,
+    ) -> Self {
+        let set = TrainingSet::new(models.paths().training_set_dir());
+        Self {
+            models,
+            set,
+            job: Mutex::new(None),
+            starting: Mutex::new(()),
+            next_job: AtomicU32::new(1),
+            sink: Arc::new(Box::new(sink)),
+        }
+    }
+
+    /// The training set.
+    pub fn set(&self) -> &TrainingSet {
+        &self.set
+    }
+
+    /// Every example in the training set.
+    pub fn examples(&self) -> Vec<TrainingExample> {
+        self.set.list()
+    }
+
+    /// Adds an image + mask from the Segment page.
+    pub fn add_pair(&self, pair: TrainingPair) -> CommandResult<TrainingExample> {
+        self.set.add(pair)
+    }
+
+    /// The running or last job, with its full history.
+    pub fn status(&self) -> Option<TrainingView> {
+        self.job.lock().as_ref().map(|job| job.view.lock().clone())
+    }
+
+    /// Validates the request and the examples, then starts training on its own thread and
+    /// returns at once. Refused while another job runs; bad examples are refused here, before
+    /// anything loads.
+    pub fn start(&self, request: &TrainingRequest) -> CommandResult<TrainingView> {
+        let _one_at_a_time = self.starting.lock();
+        if self.running() {
+            return Err(CommandError::InUse {
+                message: "a training is already running; cancel it or wait for it to finish".into(),
+            });
+        }
+        let defaults = TrainOptions::default();
+        let options = TrainOptions {
+            steps: request.steps.map_or(defaults.steps, |s| s as usize),
+            learning_rate: request.learning_rate.unwrap_or(defaults.learning_rate),
+            ..defaults
+        };
+        options.validate()?;
+        // The previous job has published its end; let its thread finish (its lease ends).
+        let finished = self.job.lock().as_mut().and_then(|job| job.thread.take());
+        if let Some(handle) = finished {
+            let _ = handle.join();
+        }
+        let ids = request.example_ids.clone().unwrap_or_default();
+        if request.example_ids.as_ref().is_some_and(Vec::is_empty) {
+            return Err(CommandError::InvalidDataset {
+                message: "no examples chosen; pick at least 2 image + mask pairs".into(),
+            });
+        }
+        let pairs = self.set.load(&ids)?;
+        training::check_dataset(&pairs)?;
+        self.models.ensure_installed(Slot::Segmentation)?;
+        let display_name = request
+            .display_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("Custom model")
+            .to_owned();
+        let job_id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let view = TrainingView {
+            job_id,
+            phase: TrainingPhase::Preparing,
+            display_name,
+            pairs: pairs.len() as u32,
+            embedded: 0,
+            step: 0,
+            steps: options.steps as u32,
+            last: None,
+            validation_held_out: pairs.len() >= training::VALIDATION_FROM,
+            elapsed_ms: 0,
+            eta_ms: None,
+            history: Vec::new(),
+            outcome: None,
+            error: None,
+        };
+        let shared = Arc::new(Mutex::new(view.clone()));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let run = Run {
+            models: self.models.clone(),
+            view: shared.clone(),
+            cancel: cancel.clone(),
+            sink: self.sink.clone(),
+            started: Instant::now(),
+        };
+        // Published before the thread can publish anything, and the job is in place before
+        // it runs, so a cancel right after this call is heard.
+        (self.sink)(view.clone());
+        *self.job.lock() = Some(Job {
+            cancel,
+            view: shared.clone(),
+            thread: None,
+        });
+        let spawned = std::thread::Builder::new()
+            .name("dormouse-training".into())
+            .spawn(move || run.run(pairs, options));
+        match spawned {
+            Ok(thread) => {
+                if let Some(job) = self.job.lock().as_mut() {
+                    job.thread = Some(thread);
+                }
+                Ok(view)
+            }
+            Err(e) => {
+                let error = CommandError::internal(format!("could not start training: {e}"));
+                shared.lock().phase = TrainingPhase::Failed;
+                shared.lock().error = Some(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether a job is running: its last published phase is not a final one (its thread may
+    /// still be ending, which `start` waits for).
+    fn running(&self) -> bool {
+        self.job.lock().as_ref().is_some_and(|job| {
+            !matches!(
+                job.view.lock().phase,
+                TrainingPhase::Done | TrainingPhase::Failed | TrainingPhase::Cancelled
+            )
+        })
+    }
+
+    /// Asks the running job to stop; it ends as `cancelled` with nothing written. Returns
+    /// whether a job was running.
+    pub fn cancel(&self) -> bool {
+        let running = self.running();
+        if let Some(job) = self.job.lock().as_ref() {
+            job.cancel.store(true, Ordering::Relaxed);
+        }
+        running
+    }
+
+    /// Cancels a running job and waits for it (on quit).
+    pub fn shutdown(&self) {
+        let job = self.job.lock().as_mut().and_then(|job| {
+            job.cancel.store(true, Ordering::Relaxed);
+            job.thread.take()
+        });
+        if let Some(handle) = job {
+            let _ = handle.join();
+        }
+    }
+
+    /// Waits for the current job to end (tests and shutdown).
+    pub fn wait(&self) -> Option<TrainingView> {
+        let handle = self.job.lock().as_mut().and_then(|job| job.thread.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        self.status()
+    }
+}
+
+/// One job's thread.
+struct Run {
+    models: Arc<ModelsManager>,
+    view: Arc<Mutex<TrainingView>>,
+    cancel: Arc<AtomicBool>,
+    sink: Arc<Sink>,
+    started: Instant,
+}
+
+impl Run {
+    fn publish(&self, change: impl FnOnce(&mut TrainingView)) {
+        let snapshot = {
+            let mut view = self.view.lock();
+            change(&mut view);
+            view.elapsed_ms = self.started.elapsed().as_millis() as u64;
+            let mut event = view.clone();
+            event.history = Vec::new();
+            event
+        };
+        (self.sink)(snapshot);
+    }
+
+    fn run(self, pairs: Vec<TrainingPair>, options: TrainOptions) {
+        let result = self.train(&pairs, &options);
+        match result {
+            Ok(outcome) => self.publish(|v| {
+                v.phase = TrainingPhase::Done;
+                v.eta_ms = Some(0);
+                v.outcome = Some(outcome);
+            }),
+            Err(error) => {
+                let cancelled = matches!(error, CommandError::Cancelled { .. });
+                if cancelled {
+                    tracing::info!("training cancelled; nothing was written");
+                } else {
+                    tracing::warn!(%error, "training failed");
+                }
+                self.publish(|v| {
+                    v.phase = if cancelled {
+                        TrainingPhase::Cancelled
+                    } else {
+                        TrainingPhase::Failed
+                    };
+                    v.eta_ms = None;
+                    v.error = (!cancelled).then_some(error);
+                });
+            }
+        }
+    }
+
+    fn train(
+        &self,
+        pairs: &[TrainingPair],
+        options: &TrainOptions,
+    ) -> CommandResult<TrainingOutcome> {
+        let base_path = self
+            .models
+            .spec_path(Slot::Segmentation)
+            .ok_or_else(|| CommandError::internal("the segmentation slot has no weights file"))?;
+        // The lease keeps the model loaded (no idle unload) for the whole run.
+        let used = self.models.use_model(Slot::Segmentation)?;
+        let base_model = self.models.model_id(Slot::Segmentation);
+        let sam = used
+            .lease
+            .downcast::<SamModel>()
+            .ok_or_else(|| CommandError::internal("the segmentation slot holds no SAM model"))?;
+        let steps_started = Mutex::new(None::<Instant>);
+        let tuned = training::fine_tune(sam, &base_path, pairs, options, &mut |progress| {
+            match progress {
+                Progress::Embedding { done, .. } => {
+                    self.publish(|v| v.embedded = done as u32);
+                }
+                Progress::Step(report) => {
+                    let first = *steps_started.lock().get_or_insert_with(Instant::now);
+                    let per_step = first.elapsed().as_secs_f64() / report.step.max(1) as f64;
+                    let point = TrainingPoint {
+                        step: report.step as u32,
+                        loss: report.loss,
+                        validation_iou: report.validation_iou,
+                    };
+                    self.publish(|v| {
+                        v.phase = TrainingPhase::Training;
+                        v.step = point.step;
+                        v.last = Some(point);
+                        v.history.push(point);
+                        v.validation_held_out = report.validation_held_out;
+                        v.eta_ms = Some(
+                            Duration::from_secs_f64(per_step * (report.steps - report.step) as f64)
+                                .as_millis() as u64,
+                        );
+                    });
+                }
+            }
+            !self.cancel.load(Ordering::Relaxed)
+        })?;
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(CommandError::Cancelled {
+                message: "cancelled; nothing was changed".into(),
+            });
+        }
+        self.publish(|v| v.phase = TrainingPhase::Saving);
+        let record = TrainingRecord {
+            base_model,
+            pairs: pairs.len() as u32,
+            validation_pairs: u32::from(tuned.validation.is_some()),
+            steps: tuned.steps as u32,
+            learning_rate: options.learning_rate,
+            iou_before: tuned.iou_before,
+            iou_after: tuned.iou_after,
+            validation_iou: tuned.validation.map(|(a, b)| [a, b]),
+            duration_ms: tuned.elapsed.as_millis() as u64,
+        };
+        let name = self.view.lock().display_name.clone();
+        let meta =
+            self.models
+                .add_trained_model(Task::Segmentation, &name, record.clone(), |target| {
+                    Ok(tuned.save(&base_path, target)?)
+                })?;
+        drop(tuned);
+        self.models.finish_use(used);
+        self.models.load_user_model(meta.id.as_str())?;
+        let model = self.models.info(&meta.id.model_id())?;
+        tracing::info!(
+            id = meta.id.as_str(),
+            iou_before = record.iou_before,
+            iou_after = record.iou_after,
+            "custom model trained and active"
+        );
+        Ok(TrainingOutcome { model, record })
+    }
+}
