@@ -20,6 +20,7 @@ describe("Segment page", () => {
         if (cmd === "segment")
           return { mask_id: 3, width: 200, height: 100, score: 0.91, area: 5000, embedding_cached: false, model_id: "sam-tiny", total_us: 900_000, timings: { wait_us: 30_000, cold: true, inference_us: 850_000 } };
         if (cmd === "mask_png") return new Uint8Array([137, 80, 78, 71]).buffer;
+        if (cmd === "add_segment_to_training_set") return { id: "ex-1", name: "Segment page, image 7", width: 200, height: 100, mask_pixels: 5000, added_at_ms: 1 };
         return undefined;
       },
     });
@@ -37,6 +38,10 @@ describe("Segment page", () => {
     expect(calls).toContainEqual({ cmd: "mask_png", args: { maskId: 3 } });
     expect(screen.getByTestId("segment-result").textContent).toContain("Score 0.91");
     expect(screen.getByText("Export mask (PNG)")).toBeTruthy();
+    // The mask just made goes into the training set.
+    await fireEvent.click(screen.getByTestId("add-to-training"));
+    await settle();
+    expect(calls).toContainEqual({ cmd: "add_segment_to_training_set", args: { imageId: 7, maskId: 3 } });
   });
 
   it("shows why an image could not be opened", async () => {

@@ -249,6 +249,31 @@ fn a_trained_model_becomes_active_survives_a_restart_and_falls_back_when_deleted
         );
         let examples: Vec<Value> = app.ok("list_training_examples", json!({}));
         assert_eq!(examples.len(), 4, "the training set is kept");
+        // "Add to training set" on the Segment page keeps the image and that mask, unless
+        // the mask shows nothing (or everything), which is refused as a training example.
+        let added = app.invoke::<Value>(
+            "add_segment_to_training_set",
+            json!({ "imageId": opened["image_id"], "maskId": result["mask_id"] }),
+        );
+        let area = result["area"].as_u64().expect("area");
+        match added {
+            Ok(example) => {
+                assert!(area > 0 && area < 200 * 200, "{area}");
+                assert_eq!(example["mask_pixels"], area);
+                assert_eq!(example["width"], 200);
+                let examples: Vec<Value> = app.ok("list_training_examples", json!({}));
+                assert_eq!(examples.len(), 5);
+            }
+            Err(error) => {
+                assert!(area == 0 || area == 200 * 200, "{error}");
+                assert_eq!(error["kind"], "invalid_dataset");
+            }
+        }
+        let (kind, _) = app.err(
+            "add_segment_to_training_set",
+            json!({ "imageId": opened["image_id"], "maskId": 999_999 }),
+        );
+        assert_eq!(kind, "invalid_input");
     }
     std::fs::remove_file(dir.path().join("models/user/green-disks.safetensors")).expect("rm");
     let app = TestApp::start(dir.path(), &[]);

@@ -35,12 +35,22 @@ describe("Custom model training", () => {
       timeoutMsg: "no training step was shown",
     });
     await (await $("polyline.loss")).waitForExist({ timeout: 60_000 });
+    // Screenshots show the progress line and the chart (below the examples).
+    const show = async (selector) => {
+      await browser.execute((s) => {
+        document.querySelectorAll("[data-sonner-toast]").forEach((t) => t.remove());
+        document.querySelector(s)?.scrollIntoView({ block: "end" });
+      }, selector);
+      await browser.pause(300);
+    };
+    await show("figure.chart");
     if (shots) await browser.saveScreenshot(path.join(shots, "training-progress.png"));
     const result = await $('[data-testid="training-result"]');
     await result.waitForExist({ timeout: 180_000, timeoutMsg: "training did not finish" });
     const text = await result.getText();
     assert.match(text, /Custom model/);
     assert.match(text, /IoU on your examples \d\.\d\d → \d\.\d\d, now active/);
+    await show('[data-testid="training-result"]');
     if (shots) await browser.saveScreenshot(path.join(shots, "training-done.png"));
 
     // The models page lists it, active, with its metrics; segmentation uses it.

@@ -239,18 +239,8 @@ impl SamModel {
         let (frame_w, frame_h) = frame_size(w, h);
         let (embeddings, cached) = self.embeddings_for(image, frame_w, frame_h)?;
 
-        let sx = frame_w as f32 / w as f32;
-        let sy = frame_h as f32 / h as f32;
-        let frame_prompt = FramePrompt {
-            points: prompt
-                .points
-                .iter()
-                .map(|p| ((p.x + 0.5) * sx, (p.y + 0.5) * sy, p.foreground))
-                .collect(),
-            bbox: prompt
-                .bbox
-                .map(|[x0, y0, x1, y1]| [x0 * sx, y0 * sy, x1 * sx, y1 * sy]),
-        };
+        let scale = (frame_w as f32 / w as f32, frame_h as f32 / h as f32);
+        let frame_prompt = frame_prompt(prompt, scale);
         // One click is ambiguous (part or whole?): ask for three masks and keep the best.
         let multimask = prompt.points.len() == 1 && prompt.bbox.is_none();
         let (logits, scores) = self.net.decode(&embeddings, &frame_prompt, multimask)?;
@@ -306,6 +296,44 @@ impl SamModel {
         );
         cache.truncate(EMBEDDING_CACHE_ENTRIES);
         Ok((embeddings, false))
+    }
+}
+
+/// `prompt` (image pixels) in the encoder's frame; `scale` is frame pixels per image pixel.
+fn frame_prompt(prompt: &Prompt, scale: (f32, f32)) -> FramePrompt {
+    let (sx, sy) = scale;
+    FramePrompt {
+        points: prompt
+            .points
+            .iter()
+            .map(|p| ((p.x + 0.5) * sx, (p.y + 0.5) * sy, p.foreground))
+            .collect(),
+        bbox: prompt
+            .bbox
+            .map(|[x0, y0, x1, y1]| [x0 * sx, y0 * sy, x1 * sx, y1 * sy]),
+    }
+}
+
+/// xorshift64*: a small deterministic sampler.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    /// A sampler started from `seed` (any value; never the all-zero state).
+    fn seeded(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
     }
 }
 

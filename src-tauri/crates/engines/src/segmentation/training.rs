@@ -1,10 +1,10 @@
 //! Fine-tuning a Segment Anything mask decoder on the user's image + mask pairs. The image
 //! encoder stays frozen: each image is embedded once, then every step samples prompts from
 //! the masks (a click inside, a jittered box, clicks inside and outside), runs the
-//! differentiable decoder ([`super::decoder`]), and takes an AdamW step on focal + dice loss
-//! (plus the IoU head's squared error). IoU is measured before and after on fixed prompts
-//! (the mask's box and a click at its centre) at the decoder's 256×256 resolution, and on a
-//! held-out pair when there are enough. The result is saved as a complete SAM weights file
+//! differentiable copy of the mask decoder (`decoder.rs`), and takes an AdamW step on a
+//! class-balanced cross-entropy + dice loss (plus the IoU head's squared error). IoU is
+//! measured before and after on fixed prompts (the mask's box and a click at its centre) at
+//! the decoder's 256×256 resolution, and on a held-out pair when there are enough. The result is saved as a complete SAM weights file
 //! (the base's encoder, the tuned decoder) that [`super::SamLoader`] loads like any other.
 
 use std::collections::HashMap;
@@ -16,8 +16,8 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use image::RgbImage;
 
 use super::decoder::TrainableDecoder;
-use super::network::{FramePrompt, IMAGE_SIZE, LOW_RES};
-use super::{weights, SamModel};
+use super::network::{IMAGE_SIZE, LOW_RES};
+use super::{weights, Rng, SamModel};
 use crate::error::EngineError;
 
 /// Fewest pairs a training set may have.
@@ -322,24 +322,6 @@ enum Output {
     Multi,
 }
 
-/// xorshift64*: a small deterministic sampler.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Fine-tunes `model`'s mask decoder (whose weights are read from `base_weights`, the file
 /// `model` was loaded from) on `pairs`. `progress` is called before the first embedding,
 /// after each one and after every step; returning `false` cancels, which ends the run with
@@ -391,29 +373,52 @@ pub fn fine_tune(
     let iou_before = evaluate(&all)?;
     let validation_before = held_out.then(|| evaluate(&validation)).transpose()?;
 
+    let vars = varmap.all_vars();
     let mut optimiser = AdamW::new(
-        varmap.all_vars(),
+        vars.clone(),
         ParamsAdamW {
             lr: options.learning_rate,
             weight_decay: 0.01,
             ..Default::default()
         },
     )?;
-    let mut rng = Rng(options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::seeded(options.seed);
     let report_every = (options.steps / 10).max(1);
     let steps_started = Instant::now();
     for step in 1..=options.steps {
         // A short linear warm-up: Adam's first steps move every weight by the full rate.
         let warm = (step as f64 / WARMUP_STEPS as f64).min(1.0);
         optimiser.set_learning_rate(options.learning_rate * warm);
-        let mut losses = Vec::with_capacity(options.prompts_per_step);
+        // One prompt's graph at a time: its gradients are summed into `grads` and the graph
+        // is dropped before the next prompt runs, which keeps the peak memory to one prompt.
+        let mut grads: Option<candle_core::backprop::GradStore> = None;
+        let mut loss_sum = 0f32;
+        let share = 1.0 / options.prompts_per_step as f64;
         for _ in 0..options.prompts_per_step {
             let i = train[rng.below(train.len())];
             let (prompt, output) = sample_prompt(&pairs[i], &mut rng);
-            losses.push(prompt_loss(model, &decoder, &samples[i], &prompt, output)?);
+            let loss = (prompt_loss(model, &decoder, &samples[i], &prompt, output)? * share)?;
+            loss_sum += loss.to_scalar::<f32>()?;
+            let mut these = loss.backward()?;
+            grads = Some(match grads.take() {
+                None => these,
+                Some(mut sum) => {
+                    for var in &vars {
+                        if let Some(g) = these.remove(var.as_tensor()) {
+                            let total = match sum.remove(var.as_tensor()) {
+                                Some(before) => (before + g)?,
+                                None => g,
+                            };
+                            sum.insert(var.as_tensor(), total);
+                        }
+                    }
+                    sum
+                }
+            });
         }
-        let loss = (Tensor::stack(&losses, 0)?.sum_all()? / losses.len() as f64)?;
-        optimiser.backward_step(&loss)?;
+        if let Some(grads) = grads {
+            optimiser.step(&grads)?;
+        }
         let validation_iou = if step % report_every == 0 || step == options.steps {
             Some(evaluate(&validation)?)
         } else {
@@ -422,7 +427,7 @@ pub fn fine_tune(
         let report = StepReport {
             step,
             steps: options.steps,
-            loss: loss.to_scalar::<f32>()?,
+            loss: loss_sum,
             validation_iou,
             validation_held_out: held_out,
             elapsed: started.elapsed(),
@@ -581,20 +586,6 @@ fn sample_prompt(pair: &TrainingPair, rng: &mut Rng) -> (super::Prompt, Output) 
     (super::Prompt { points, bbox: None }, Output::Single)
 }
 
-fn frame_prompt(prompt: &super::Prompt, scale: (f32, f32)) -> FramePrompt {
-    let (sx, sy) = scale;
-    FramePrompt {
-        points: prompt
-            .points
-            .iter()
-            .map(|p| ((p.x + 0.5) * sx, (p.y + 0.5) * sy, p.foreground))
-            .collect(),
-        bbox: prompt
-            .bbox
-            .map(|[x0, y0, x1, y1]| [x0 * sx, y0 * sy, x1 * sx, y1 * sy]),
-    }
-}
-
 /// The masks and IoU predictions the prompt is scored on: `(k, 256, 256)` and `(k,)`.
 fn decode(
     model: &SamModel,
@@ -605,7 +596,7 @@ fn decode(
 ) -> Result<(Tensor, Tensor), EngineError> {
     let (sparse, dense, image_pe) = model
         .net
-        .prompt_inputs(&frame_prompt(prompt, sample.scale))?;
+        .prompt_inputs(&super::frame_prompt(prompt, sample.scale))?;
     let (masks, iou) = decoder.forward(&sample.embeddings, &image_pe, &sparse, &dense)?;
     let (masks, iou) = (masks.i(0)?, iou.i(0)?);
     Ok(match output {
@@ -714,7 +705,7 @@ fn eval_iou(
 /// varying size and place) and a blue square (a distractor) on a noisy grey gradient, each
 /// with its exact mask.
 pub fn synthetic_pairs(count: usize, seed: u64) -> Vec<TrainingPair> {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::seeded(seed);
     (0..count)
         .filter_map(|n| {
             let (w, h) = (256u32, 192u32);

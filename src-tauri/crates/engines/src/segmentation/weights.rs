@@ -197,15 +197,9 @@ pub fn write_random_weights(
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     SamNet::new(size, vb)?;
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        // xorshift64*, mapped to [-0.05, 0.05) (scaled per tensor below).
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-        (bits as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
-    };
+    let mut rng = super::Rng::seeded(seed);
+    // Uniform in [-0.05, 0.05), scaled per tensor below.
+    let mut next = move || (rng.unit() - 0.5) * 0.1;
     {
         let data = varmap
             .data()
