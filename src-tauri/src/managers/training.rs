@@ -289,15 +289,6 @@ impl TrainingManager {
             let _ = handle.join();
         }
     }
-
-    /// Waits for the current job to end (tests and shutdown).
-    pub fn wait(&self) -> Option<TrainingView> {
-        let handle = self.job.lock().as_mut().and_then(|job| job.thread.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
-        self.status()
-    }
 }
 
 /// One job's thread.
@@ -323,7 +314,16 @@ impl Run {
     }
 
     fn run(self, pairs: Vec<TrainingPair>, options: TrainOptions) {
-        let result = self.train(&pairs, &options);
+        // A panic inside the engine must still end the job (as failed), or no training
+        // could ever start again.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.train(&pairs, &options)
+        }))
+        .unwrap_or_else(|_| {
+            Err(CommandError::internal(
+                "training stopped unexpectedly (see the log)",
+            ))
+        });
         match result {
             Ok(outcome) => self.publish(|v| {
                 v.phase = TrainingPhase::Done;
