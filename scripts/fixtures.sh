@@ -12,6 +12,13 @@
 #   whisper-base-ct2/          the CTranslate2 model itself (for the faster-whisper comparison)
 #   espeak.wav, espeak.txt     synthetic speech from espeak-ng, and the sentence it says
 #   espeak-de.wav, .txt        the same in German (language and translation tests)
+#   nemo128.onnx               NeMo's 128-mel preprocessor (Parakeet's), from onnx-asr==0.12.0
+#   parakeet-synthetic/, gigaam-synthetic/, sensevoice-synthetic/
+#                              ONNX speech models in Parakeet's, GigaAM's and SenseVoice's
+#                              real layouts with hand-set "tone recogniser" weights (no real
+#                              weights exist in the registries), built by scripts/make_onnx_speech_fixtures.py with
+#                              the PyPI onnx==1.23.2 package; parakeet-tones.wav/.txt: a
+#                              recording of tones and the transcript that model gives
 #   beckett.{flac,ogg,mp3}, beckett-44k-stereo.mp3
 #                              the recording re-encoded by sox (decoder and resampler tests)
 # Idempotent: files already there are kept. Prints the fixture folder.
@@ -79,6 +86,23 @@ with zipfile.ZipFile(wheel) as z:
 shutil.move(f"{folder}/model.bin", f"{out}/model.bin")
 PY
     rm -rf "$tmp"
+fi
+
+fetch onnx-asr==0.12.0 onnx_asr/preprocessors/data/nemo128.onnx nemo128.onnx
+# The synthetic ONNX speech models, rebuilt whenever their generator changes.
+generator="$(dirname "$0")/make_onnx_speech_fixtures.py"
+stamp="$(sha256sum "$generator" "$dest/nemo128.onnx" | sha256sum | cut -c1-16)"
+if [ "$(cat "$dest/onnx-speech.stamp" 2>/dev/null)" != "$stamp" ]; then
+    python3 -c "import onnx" 2>/dev/null || python3 -m pip install --quiet onnx==1.23.2 >&2 \
+        || python3 -m pip install --quiet --break-system-packages onnx==1.23.2 >&2
+    tmp="$(mktemp -d "$dest/onnx-speech.XXXXXX")"
+    python3 "$generator" "$dest/nemo128.onnx" "$tmp"
+    for model in parakeet-synthetic gigaam-synthetic sensevoice-synthetic parakeet-tones.wav parakeet-tones.txt; do
+        rm -rf "${dest:?}/$model"
+        mv "$tmp/$model" "$dest/$model"
+    done
+    rm -rf "$tmp"
+    echo "$stamp" > "$dest/onnx-speech.stamp"
 fi
 
 # speak NAME VOICE SENTENCE: espeak-ng speech and the sentence it says, redone if it changed.
