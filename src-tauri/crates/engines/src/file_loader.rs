@@ -1,5 +1,5 @@
 //! The shape every engine's [`model_manager::ModelLoader`] shares: the spec names a model
-//! file; load it, honour cancellation, report progress, box the result.
+//! file (or a model folder); load it, honour cancellation, report progress, box the result.
 
 use std::path::Path;
 
@@ -8,11 +8,26 @@ use model_manager::{LoadContext, LoadError, LoadedModel, ModelSpec};
 
 use crate::error::EngineError;
 
-/// The size of the spec's model file, as the budget's estimate before the first load.
+/// The size of the spec's model file (or folder), as the budget's estimate before the first
+/// load.
 pub(crate) fn file_size(spec: &ModelSpec) -> Option<u64> {
-    std::fs::metadata(spec.path.as_deref()?)
-        .ok()
-        .map(|m| m.len())
+    disk_bytes(spec.path.as_deref()?).ok()
+}
+
+/// The size of a file, or of the files in a folder (not recursing: model folders are flat).
+pub(crate) fn disk_bytes(path: &Path) -> std::io::Result<u64> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    Ok(total)
 }
 
 /// Loads the spec's model file with `load`, for a [`model_manager::ModelLoader`].
@@ -33,16 +48,14 @@ pub(crate) fn load_file<M: LoadedModel>(
     Ok(Box::new(model))
 }
 
-/// Runs `load` for the model file at `path` and measures what it added to the process's
+/// Runs `load` for the model file (or folder) at `path` and measures what it added to the process's
 /// resident memory (weights and the runtime's buffers); never less than the file's size.
 /// Process-wide: other threads' allocations meanwhile blur the figure.
 pub(crate) fn load_measured<T>(
     path: &Path,
     load: impl FnOnce() -> Result<T, EngineError>,
 ) -> Result<(T, u64), EngineError> {
-    let file_bytes = std::fs::metadata(path)
-        .map_err(|e| EngineError::io(path, e))?
-        .len();
+    let file_bytes = disk_bytes(path).map_err(|e| EngineError::io(path, e))?;
     let before = process_rss_bytes();
     let value = load()?;
     let grown = before

@@ -1,6 +1,8 @@
-//! Speech-to-text with Whisper GGML models through whisper.cpp (transcribe-rs). Audio is
-//! 16 kHz mono (see [`crate::audio`]); silence can be trimmed first with Silero VAD, and the
-//! segments' timestamps are mapped back onto the original audio.
+//! Speech-to-text: the [`Transcriber`] every speech engine implements, Whisper GGML models
+//! through whisper.cpp (transcribe-rs), and the [`SpeechLoader`] that loads either a Whisper
+//! file or an ONNX model folder ([`crate::onnx_speech`]). Audio is 16 kHz mono (see
+//! [`crate::audio`]); silence can be trimmed first with Silero VAD, and the segments'
+//! timestamps are mapped back onto the original audio.
 
 use std::io::Read;
 use std::ops::Range;
@@ -13,6 +15,7 @@ use transcribe_rs::whisper_cpp::{WhisperEngine, WhisperInferenceParams, WhisperL
 use crate::audio::TARGET_RATE;
 use crate::error::EngineError;
 use crate::file_loader::{file_size, load_file, load_measured};
+use crate::onnx_speech::OnnxSpeechModel;
 use crate::vad::{SileroVad, VadOptions};
 
 /// GGML's magic number ("ggml").
@@ -31,6 +34,18 @@ pub struct WhisperInfo {
     pub n_mels: u32,
     /// Whether it transcribes languages other than English.
     pub multilingual: bool,
+}
+
+impl WhisperInfo {
+    /// The model, in words: `Whisper (multilingual)` or `Whisper (English-only)`.
+    pub fn describe(&self) -> String {
+        let kind = if self.multilingual {
+            "multilingual"
+        } else {
+            "English-only"
+        };
+        format!("Whisper ({kind})")
+    }
 }
 
 /// Reads and checks a GGML Whisper header, so a wrong file is a clear error before
@@ -201,17 +216,7 @@ impl WhisperModel {
                 "this English-only model cannot translate".into(),
             ));
         }
-        let (speech, map) = match vad {
-            Some(vad) => {
-                let ranges = vad.speech_segments(samples, &options.vad)?;
-                let speech: Vec<f32> = ranges
-                    .iter()
-                    .flat_map(|r| samples[r.clone()].iter().copied())
-                    .collect();
-                (speech, TimeMap::new(ranges))
-            }
-            None => (samples.to_vec(), TimeMap::identity(samples.len())),
-        };
+        let (speech, map) = trim_silence(samples, options, vad)?;
         if speech.is_empty() || speech.iter().all(|s| s.abs() < 1e-4) {
             return Ok(Transcript::default());
         }
@@ -253,8 +258,57 @@ impl WhisperModel {
     }
 }
 
+/// A loaded speech-to-text model of any engine.
+pub trait Transcriber: LoadedModel {
+    /// Transcribes 16 kHz mono `samples`, trimming silence first when `vad` is given.
+    /// Empty or all-silent audio gives an empty transcript without running the model.
+    fn transcribe(
+        &self,
+        samples: &[f32],
+        options: &TranscribeOptions,
+        vad: Option<&SileroVad>,
+    ) -> Result<Transcript, EngineError>;
+
+    /// The engine and model, in words (`Whisper (multilingual)`, `Parakeet`).
+    fn describe(&self) -> String;
+}
+
+impl Transcriber for WhisperModel {
+    fn transcribe(
+        &self,
+        samples: &[f32],
+        options: &TranscribeOptions,
+        vad: Option<&SileroVad>,
+    ) -> Result<Transcript, EngineError> {
+        WhisperModel::transcribe(self, samples, options, vad)
+    }
+
+    fn describe(&self) -> String {
+        self.info.describe()
+    }
+}
+
+/// The speech in `samples` (all of it without a VAD) and where it came from.
+pub(crate) fn trim_silence(
+    samples: &[f32],
+    options: &TranscribeOptions,
+    vad: Option<&SileroVad>,
+) -> Result<(Vec<f32>, TimeMap), EngineError> {
+    Ok(match vad {
+        Some(vad) => {
+            let ranges = vad.speech_segments(samples, &options.vad)?;
+            let speech: Vec<f32> = ranges
+                .iter()
+                .flat_map(|r| samples[r.clone()].iter().copied())
+                .collect();
+            (speech, TimeMap::new(ranges))
+        }
+        None => (samples.to_vec(), TimeMap::identity(samples.len())),
+    })
+}
+
 /// Maps times in VAD-trimmed audio back to the original audio.
-struct TimeMap {
+pub(crate) struct TimeMap {
     /// Kept ranges of the original, in order.
     kept: Vec<Range<usize>>,
 }
@@ -268,7 +322,7 @@ impl TimeMap {
         Self::new(std::iter::once(0..len).collect())
     }
 
-    fn original_seconds(&self, trimmed_seconds: f32) -> f32 {
+    pub(crate) fn original_seconds(&self, trimmed_seconds: f32) -> f32 {
         let mut remaining = (trimmed_seconds.max(0.0) * TARGET_RATE as f32) as usize;
         for range in &self.kept {
             if remaining <= range.len() {
@@ -293,6 +347,46 @@ impl ModelLoader for WhisperLoader {
 
     fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
         load_file(spec, ctx, WhisperModel::load)
+    }
+}
+
+/// Loads any speech model for the model manager: a Whisper GGML file, or a folder holding
+/// an ONNX model (Parakeet, Moonshine, SenseVoice, GigaAM). Either way the lease holds a
+/// [`Transcriber`]: [`WhisperModel`] or [`OnnxSpeechModel`] (see [`as_transcriber`]).
+#[derive(Debug, Default)]
+pub struct SpeechLoader;
+
+impl ModelLoader for SpeechLoader {
+    fn estimate_bytes(&self, spec: &ModelSpec) -> Option<u64> {
+        file_size(spec)
+    }
+
+    fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
+        if spec.path.as_deref().is_some_and(Path::is_dir) {
+            load_file(spec, ctx, OnnxSpeechModel::load)
+        } else {
+            load_file(spec, ctx, WhisperModel::load)
+        }
+    }
+}
+
+/// The [`Transcriber`] in a model the [`SpeechLoader`] loaded.
+pub fn as_transcriber(lease: &model_manager::Lease) -> Option<&dyn Transcriber> {
+    if let Some(whisper) = lease.downcast::<WhisperModel>() {
+        return Some(whisper);
+    }
+    lease
+        .downcast::<OnnxSpeechModel>()
+        .map(|m| m as &dyn Transcriber)
+}
+
+/// Validates a speech model (a Whisper file or an ONNX model folder) without loading it;
+/// returns what it is, in words.
+pub fn inspect_any(path: &Path) -> Result<String, EngineError> {
+    if path.is_dir() {
+        crate::onnx_speech::inspect_folder(path).map(|i| i.family.name().to_owned())
+    } else {
+        inspect(path).map(|i| i.describe())
     }
 }
 
