@@ -137,14 +137,6 @@ pub struct CatalogEntry {
     pub download: Option<DownloadSource>,
 }
 
-impl CatalogEntry {
-    /// Whether this version of Dormouse can run it (the ONNX speech family — Parakeet,
-    /// Moonshine — can be downloaded but needs the ONNX speech engine, not included yet).
-    pub fn runnable(&self) -> bool {
-        !(self.slot == Slot::Transcription && self.engine == Engine::OnnxRuntime)
-    }
-}
-
 const WHISPER_CPP: &str = "ggerganov/whisper.cpp on Hugging Face";
 const HANDY: &str = "Handy's model mirror (ONNX exports of the publisher's weights)";
 const CANDLE_SAM: &str = "lmz/candle-sam on Hugging Face (candle's SAM weights)";

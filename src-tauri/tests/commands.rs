@@ -452,6 +452,71 @@ fn a_corrupt_user_model_changes_nothing() {
 }
 
 #[test]
+fn an_onnx_speech_model_is_chosen_and_transcribes_through_the_commands() {
+    let dir = tempfile::tempdir().expect("temp");
+    let models = dir.path().join("models");
+    install_models(&models, false);
+    // Parakeet's folder as the catalog names it, holding the synthetic tone model.
+    let folder = models.join("parakeet-tdt-0.6b-v3-int8");
+    std::fs::create_dir(&folder).expect("folder");
+    let synthetic = support::fixtures().join("parakeet-synthetic");
+    for name in [
+        "encoder-model.onnx",
+        "decoder_joint-model.onnx",
+        "vocab.txt",
+    ] {
+        std::os::unix::fs::symlink(synthetic.join(name), folder.join(name)).expect("link");
+    }
+    let app = TestApp::start(dir.path(), &[]);
+    // Incomplete (no preprocessor): refused, and Whisper stays the model.
+    let (kind, err) = app.err(
+        "set_model",
+        json!({ "task": "transcription", "modelId": "parakeet-tdt-0.6b-v3" }),
+    );
+    assert_eq!(kind, "invalid_model", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .expect("message")
+            .contains("lacks nemo128.onnx"),
+        "{err}"
+    );
+    assert_eq!(app.model("transcription")["model_id"], "whisper-base");
+    std::os::unix::fs::symlink(synthetic.join("nemo128.onnx"), folder.join("nemo128.onnx"))
+        .expect("link");
+    let view: Value = app.ok(
+        "set_model",
+        json!({ "task": "transcription", "modelId": "parakeet-tdt-0.6b-v3" }),
+    );
+    assert_eq!(view["model_id"], "parakeet-tdt-0.6b-v3");
+    let result: Value = app.ok(
+        "transcribe",
+        json!({ "path": fixture("parakeet-tones.wav"), "settings": { "skip_silence": false } }),
+    );
+    let expected = std::fs::read_to_string(fixture("parakeet-tones.txt")).expect("text");
+    assert_eq!(result["text"], expected.trim(), "{result}");
+    assert_eq!(result["model_id"], "parakeet-tdt-0.6b-v3");
+    assert_eq!(
+        result["segments"].as_array().expect("segments").len(),
+        expected.split_whitespace().count()
+    );
+    let model = app.model("transcription");
+    assert_eq!(model["state"], "loaded");
+    assert!(model["resident_bytes"].as_u64().expect("measured") > 0);
+    // Parakeet neither translates nor takes a language it does not know.
+    let (kind, err) = app.err(
+        "transcribe",
+        json!({ "path": fixture("parakeet-tones.wav"), "settings": { "translate": true } }),
+    );
+    assert_eq!(kind, "invalid_input", "{err}");
+    let summary: Value = app.ok("manually_unload_model", json!({ "slot": "transcription" }));
+    assert_eq!(
+        summary["unloaded"][0]["display_name"],
+        "Parakeet TDT 0.6B v3 (int8)"
+    );
+}
+
+#[test]
 fn set_model_switches_and_loads_the_chosen_size() {
     let dir = tempfile::tempdir().expect("temp");
     install_models(&dir.path().join("models"), true);

@@ -463,8 +463,6 @@ export type ModelInfo_Deserialize = {
 	good_for: string,
 	/**  Whether it is the model its task uses now. */
 	active: boolean,
-	/**  Whether this version of Dormouse can run it (see [`catalog::CatalogEntry::runnable`]). */
-	runnable: boolean,
 	/**  Where it can be downloaded from (`None`: installed by the setup script, or a user model). */
 	download?: DownloadOffer_Deserialize | null,
 	/**  Bytes of an interrupted download kept for resuming (the next download continues there). */
@@ -503,8 +501,6 @@ export type ModelInfo_Serialize = {
 	good_for: string,
 	/**  Whether it is the model its task uses now. */
 	active: boolean,
-	/**  Whether this version of Dormouse can run it (see [`catalog::CatalogEntry::runnable`]). */
-	runnable: boolean,
 	/**  Where it can be downloaded from (`None`: installed by the setup script, or a user model). */
 	download: DownloadOffer_Serialize | null,
 	/**  Bytes of an interrupted download kept for resuming (the next download continues there). */

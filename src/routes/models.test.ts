@@ -10,7 +10,7 @@ vi.mock("@tauri-apps/plugin-dialog", () => ({ open: vi.fn(async () => "/home/u/l
 function info(over: Partial<ModelInfo> & Pick<ModelInfo, "id" | "slot" | "display_name">): ModelInfo {
   return {
     engine: "candle", is_user_model: false, path: `/m/${over.id}`, installed: true, file_bytes: 40e6, memory_bytes: 47e6,
-    memory_measured: false, languages: "", licence: "Apache-2.0", good_for: "", active: false, runnable: true, download: null, partial_bytes: null, training: null, ...over,
+    memory_measured: false, languages: "", licence: "Apache-2.0", good_for: "", active: false, download: null, partial_bytes: null, training: null, ...over,
   };
 }
 

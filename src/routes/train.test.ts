@@ -19,7 +19,7 @@ const outcome = {
   model: {
     id: "user:leaves", slot: "segmentation" as const, display_name: "Leaves", engine: "candle" as const, is_user_model: true,
     path: "/m/user/leaves.safetensors", installed: true, file_bytes: 40e6, memory_bytes: 40e6, memory_measured: false,
-    languages: "", licence: "yours", good_for: "", active: true, runnable: true, download: null, partial_bytes: null, training: null,
+    languages: "", licence: "yours", good_for: "", active: true, download: null, partial_bytes: null, training: null,
   },
   record: { base_model: "sam-tiny", pairs: 3, validation_pairs: 0, steps: 60, learning_rate: 0.001, iou_before: 0.41, iou_after: 0.87, validation_iou: null, duration_ms: 80_000 },
 };

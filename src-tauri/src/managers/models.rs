@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use engines::segmentation::{weights as sam_weights, SamLoader};
-use engines::speech::{self, WhisperLoader};
+use engines::speech::{self, SpeechLoader};
 use engines::vad::VadLoader;
 use model_manager::{
     Lease, ManagerEvent, ModelLoader, ModelManager, ModelSpec, ModelState, DEFAULT_SHUTDOWN_GRACE,
@@ -65,8 +65,6 @@ pub struct ModelInfo {
     pub good_for: String,
     /// Whether it is the model its task uses now.
     pub active: bool,
-    /// Whether this version of Dormouse can run it (see [`catalog::CatalogEntry::runnable`]).
-    pub runnable: bool,
     /// Where it can be downloaded from (`None`: installed by the setup script, or a user model).
     pub download: Option<DownloadOffer>,
     /// Bytes of an interrupted download kept for resuming (the next download continues there).
@@ -222,7 +220,7 @@ impl ModelsManager {
         let mut builder = ModelManager::builder().config(config);
         for slot in Slot::ALL {
             let loader: Arc<dyn ModelLoader> = match slot {
-                Slot::Transcription => Arc::new(WhisperLoader),
+                Slot::Transcription => Arc::new(SpeechLoader),
                 Slot::Segmentation => Arc::new(SamLoader),
                 Slot::Vad => Arc::new(VadLoader),
             };
@@ -329,7 +327,7 @@ impl ModelsManager {
     pub fn ensure_installed(&self, slot: Slot) -> CommandResult<()> {
         let spec = spec_for(&self.paths, &self.user_models, &self.settings.get(), slot);
         match spec.path.as_deref() {
-            Some(path) if path.is_file() => Ok(()),
+            Some(path) if path.exists() => Ok(()),
             path => {
                 let path = path.map(|p| p.display().to_string()).unwrap_or_default();
                 let name = crate::views::display_name(&spec.id, |id| self.user_name(id));
@@ -355,14 +353,8 @@ impl ModelsManager {
                     format!("{model_id:?} is not a {} model", task.label()),
                 )
             })?;
-        if !entry.runnable() {
-            return Err(CommandError::invalid_input(format!(
-                "{} runs on the ONNX speech engine, which this version of Dormouse does not include yet; it stays downloaded for a later version",
-                entry.display_name
-            )));
-        }
         let path = self.paths.models_dir.join(entry.file_name);
-        if !path.is_file() {
+        if !path.exists() {
             return Err(CommandError::ModelNotInstalled {
                 model_id: model_id.into(),
                 expected_path: path.display().to_string(),
@@ -372,6 +364,10 @@ impl ModelsManager {
                     path.display()
                 ),
             });
+        }
+        // A damaged file or an incomplete model folder is refused before it becomes active.
+        if task == Task::Transcription {
+            speech::inspect_any(&path)?;
         }
         self.settings.update(|s| {
             s.models.set(task, model_id);
@@ -693,7 +689,6 @@ impl ModelsManager {
             licence: e.licence.into(),
             good_for: e.good_for.into(),
             active: *self.current_spec(e.slot).id == *e.id,
-            runnable: e.runnable(),
             partial_bytes: e
                 .download
                 .and_then(|_| std::fs::metadata(downloads::partial_path(&path)).ok())
@@ -743,7 +738,6 @@ impl ModelsManager {
             },
             training: meta.training.clone(),
             active: *self.current_spec(slot).id == *model_id,
-            runnable: true,
             download: None,
             partial_bytes: None,
             id: model_id,

@@ -1,13 +1,13 @@
 //! [`TranscriptionManager`] owns speech-to-text requests: decode the audio first (bad input
-//! never loads a model), take leases on Whisper and the VAD through the [`ModelsManager`],
-//! transcribe, and report the text with measured timings.
+//! never loads a model), take leases on the speech model (Whisper or ONNX) and the VAD
+//! through the [`ModelsManager`], transcribe, and report the text with measured timings.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use engines::audio::{self, DecodedAudio};
-use engines::speech::{TranscribeOptions, WhisperModel};
+use engines::speech::{as_transcriber, TranscribeOptions};
 use engines::vad::SileroVad;
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -135,8 +135,8 @@ impl TranscriptionManager {
         } else {
             None
         };
-        let whisper = used.lease.downcast::<WhisperModel>().ok_or_else(|| {
-            CommandError::internal("the transcription slot holds no Whisper model")
+        let model = as_transcriber(&used.lease).ok_or_else(|| {
+            CommandError::internal("the transcription slot holds no speech model")
         })?;
         let vad = vad_use
             .as_ref()
@@ -146,7 +146,7 @@ impl TranscriptionManager {
             translate: settings.translate,
             ..TranscribeOptions::default()
         };
-        let result = whisper.transcribe(&audio.samples, &options, vad);
+        let result = model.transcribe(&audio.samples, &options, vad);
         let skipped_silence = vad.is_some();
         if let Some(vad_use) = vad_use {
             self.models.finish_use(vad_use);
