@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engines::audio::decode_file;
-use engines::speech::{word_error_rate, TranscribeOptions, WhisperLoader, WhisperModel};
+use engines::speech::{word_error_rate, SpeechLoader, TranscribeOptions, WhisperModel};
 use model_manager::memory::{process_rss_bytes, release_to_os};
 use model_manager::{ModelKey, ModelManager, ModelSpec};
 
@@ -53,7 +53,7 @@ fn main() {
         .idle_checker(false)
         .register(
             key.clone(),
-            Arc::new(WhisperLoader),
+            Arc::new(SpeechLoader),
             ModelSpec::with_path("whisper-base", dir.join("ggml-base.bin")),
         )
         .build()

@@ -78,8 +78,6 @@ pub struct OnnxSpeechInfo {
     pub family: OnnxFamily,
     /// The files that will be loaded (graphs and vocabulary).
     pub files: Vec<PathBuf>,
-    /// Their size on disk.
-    pub bytes: u64,
 }
 
 /// The first byte of every ONNX file: protobuf field 1 (`ir_version`), a varint.
@@ -164,7 +162,6 @@ pub fn inspect_folder(dir: &Path) -> Result<OnnxSpeechInfo, EngineError> {
         )));
     }
     let files: Vec<PathBuf> = needed.into_iter().filter_map(|(_, f)| f).collect();
-    let mut bytes = 0;
     for path in &files {
         let contents_ok = check_file(path)?;
         if let Err(reason) = contents_ok {
@@ -174,9 +171,6 @@ pub fn inspect_folder(dir: &Path) -> Result<OnnxSpeechInfo, EngineError> {
                 reason,
             });
         }
-        bytes += std::fs::metadata(path)
-            .map_err(|e| EngineError::io(path, e))?
-            .len();
     }
     if family == OnnxFamily::Parakeet {
         let vocab = std::fs::read_to_string(dir.join("vocab.txt"))
@@ -192,11 +186,7 @@ pub fn inspect_folder(dir: &Path) -> Result<OnnxSpeechInfo, EngineError> {
             });
         }
     }
-    Ok(OnnxSpeechInfo {
-        family,
-        files,
-        bytes,
-    })
+    Ok(OnnxSpeechInfo { family, files })
 }
 
 fn file(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -328,10 +318,9 @@ impl Transcriber for OnnxSpeechModel {
                 )));
             }
         }
-        let (speech, map) = trim_silence(samples, options, vad)?;
-        if speech.is_empty() || speech.iter().all(|s| s.abs() < 1e-4) {
+        let Some((speech, map)) = trim_silence(samples, options, vad)? else {
             return Ok(Transcript::default());
-        }
+        };
         let speech_seconds = speech.len() as f32 / crate::audio::TARGET_RATE as f32;
         let hint = transcribe_rs::TranscribeOptions {
             language: options.language.clone(),

@@ -216,10 +216,9 @@ impl WhisperModel {
                 "this English-only model cannot translate".into(),
             ));
         }
-        let (speech, map) = trim_silence(samples, options, vad)?;
-        if speech.is_empty() || speech.iter().all(|s| s.abs() < 1e-4) {
+        let Some((speech, map)) = trim_silence(samples, options, vad)? else {
             return Ok(Transcript::default());
-        }
+        };
         let speech_seconds = speech.len() as f32 / TARGET_RATE as f32;
         // whisper.cpp wants at least one second.
         let mut input = speech;
@@ -288,13 +287,14 @@ impl Transcriber for WhisperModel {
     }
 }
 
-/// The speech in `samples` (all of it without a VAD) and where it came from.
+/// The speech in `samples` (all of it without a VAD) and where it came from; `None` when
+/// there is nothing to transcribe (no audio, or only silence).
 pub(crate) fn trim_silence(
     samples: &[f32],
     options: &TranscribeOptions,
     vad: Option<&SileroVad>,
-) -> Result<(Vec<f32>, TimeMap), EngineError> {
-    Ok(match vad {
+) -> Result<Option<(Vec<f32>, TimeMap)>, EngineError> {
+    let (speech, map) = match vad {
         Some(vad) => {
             let ranges = vad.speech_segments(samples, &options.vad)?;
             let speech: Vec<f32> = ranges
@@ -304,7 +304,9 @@ pub(crate) fn trim_silence(
             (speech, TimeMap::new(ranges))
         }
         None => (samples.to_vec(), TimeMap::identity(samples.len())),
-    })
+    };
+    let silent = speech.iter().all(|s| s.abs() < 1e-4); // true when empty
+    Ok((!silent).then_some((speech, map)))
 }
 
 /// Maps times in VAD-trimmed audio back to the original audio.
@@ -333,20 +335,6 @@ impl TimeMap {
         self.kept
             .last()
             .map_or(trimmed_seconds, |r| r.end as f32 / TARGET_RATE as f32)
-    }
-}
-
-/// Loads Whisper GGML models for the model manager (the spec's path is the `.bin` file).
-#[derive(Debug, Default)]
-pub struct WhisperLoader;
-
-impl ModelLoader for WhisperLoader {
-    fn estimate_bytes(&self, spec: &ModelSpec) -> Option<u64> {
-        file_size(spec)
-    }
-
-    fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
-        load_file(spec, ctx, WhisperModel::load)
     }
 }
 

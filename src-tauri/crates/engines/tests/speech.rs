@@ -6,7 +6,7 @@ mod fixtures;
 use std::sync::{Arc, OnceLock};
 
 use engines::audio::{decode_file, TARGET_RATE};
-use engines::speech::{word_error_rate, TranscribeOptions, WhisperLoader, WhisperModel};
+use engines::speech::{word_error_rate, SpeechLoader, TranscribeOptions, WhisperModel};
 use engines::vad::SileroVad;
 use fixtures::{fixture, padded_with_silence};
 use model_manager::{ModelKey, ModelManager, ModelSpec, ModelState};
@@ -24,7 +24,7 @@ fn whisper_manager() -> (ModelManager, ModelKey) {
     let spec = ModelSpec::with_path("whisper-base", fixture("ggml-base.bin"));
     let manager = ModelManager::builder()
         .idle_checker(false)
-        .register(key.clone(), Arc::new(WhisperLoader), spec)
+        .register(key.clone(), Arc::new(SpeechLoader), spec)
         .build()
         .expect("manager");
     (manager, key)
