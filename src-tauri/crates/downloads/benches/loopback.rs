@@ -11,7 +11,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use downloads::{Artifact, DownloadManager, Options, StatvfsSpace, Unpack};
+use downloads::{Artifact, DownloadManager, Options, SystemSpace, Unpack};
 use support::{bytes, sha256, Reply, Server};
 
 fn median(mut xs: Vec<Duration>) -> Duration {
@@ -55,8 +55,7 @@ fn main() {
         bare.push(started.elapsed());
     }
 
-    let manager =
-        DownloadManager::new(Options::default(), Arc::new(StatvfsSpace), Arc::new(|_| {}));
+    let manager = DownloadManager::new(Options::default(), Arc::new(SystemSpace), Arc::new(|_| {}));
     let mut managed = Vec::new();
     for run in 0..runs {
         let dest = dir.path().join(format!("model-{run}.bin"));

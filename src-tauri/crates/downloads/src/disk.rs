@@ -1,5 +1,5 @@
 //! Free disk space: [`SpaceProbe`] answers how many bytes a folder's file system has free
-//! (`statvfs` for real, [`FixedSpace`] to simulate a full disk in tests).
+//! ([`SystemSpace`] for real, [`FixedSpace`] to simulate a full disk in tests).
 
 use std::path::Path;
 
@@ -9,24 +9,14 @@ pub trait SpaceProbe: Send + Sync {
     fn available(&self, dir: &Path) -> std::io::Result<u64>;
 }
 
-/// The real file system, through `statvfs(3)`.
+/// The real file system, through `fs4` (`statvfs` on Unix, `GetDiskFreeSpaceExW` on
+/// Windows): the bytes this user may write, which excludes the blocks reserved for root.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct StatvfsSpace;
+pub struct SystemSpace;
 
-impl SpaceProbe for StatvfsSpace {
+impl SpaceProbe for SystemSpace {
     fn available(&self, dir: &Path) -> std::io::Result<u64> {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: `path` is a valid NUL-terminated string and `stat` a zeroed out-parameter
-        // that statvfs fills in.
-        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-        Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+        fs4::available_space(dir)
     }
 }
 
@@ -45,10 +35,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statvfs_reports_some_free_space_and_errors_on_a_missing_folder() {
+    fn the_system_reports_some_free_space_and_errors_on_a_missing_folder() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(StatvfsSpace.available(dir.path()).expect("statvfs") > 0);
-        assert!(StatvfsSpace
+        assert!(SystemSpace.available(dir.path()).expect("free space") > 0);
+        assert!(SystemSpace
             .available(&dir.path().join("no/such/folder"))
             .is_err());
     }

@@ -23,7 +23,7 @@ mod error;
 mod manager;
 mod transfer;
 
-pub use disk::{FixedSpace, SpaceProbe, StatvfsSpace};
+pub use disk::{FixedSpace, SpaceProbe, SystemSpace};
 pub use error::DownloadError;
 pub use manager::{
     Artifact, DownloadHandle, DownloadManager, DownloadStatus, Options, Phase, StatusSink, Unpack,

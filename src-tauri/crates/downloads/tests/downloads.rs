@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use downloads::{
     partial_path, Artifact, DownloadError, DownloadManager, DownloadStatus, FixedSpace, Options,
-    Phase, SpaceProbe, StatvfsSpace, Unpack,
+    Phase, SpaceProbe, SystemSpace, Unpack,
 };
 use parking_lot::Mutex;
 use support::{bytes, sha256, Reply, Server};
@@ -65,7 +65,7 @@ impl Rig {
 }
 
 fn rig() -> Rig {
-    rig_with(fast_options(), Arc::new(StatvfsSpace))
+    rig_with(fast_options(), Arc::new(SystemSpace))
 }
 
 fn artifact(url: String, body: &[u8]) -> Artifact {
@@ -459,7 +459,7 @@ fn progress_is_throttled() {
         progress_interval: Duration::from_millis(200),
         ..fast_options()
     };
-    let rig = rig_with(options, Arc::new(StatvfsSpace));
+    let rig = rig_with(options, Arc::new(SystemSpace));
     let dest = rig.dir.path().join("model.bin");
     let started = std::time::Instant::now();
     rig.download("m", artifact(server.url("model.bin"), &body), dest)
@@ -493,7 +493,7 @@ fn quitting_keeps_what_arrived_and_the_next_start_resumes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("model.bin");
     let a = artifact(server.url("model.bin"), &body);
-    let first = DownloadManager::new(fast_options(), Arc::new(StatvfsSpace), Arc::new(|_| {}));
+    let first = DownloadManager::new(fast_options(), Arc::new(SystemSpace), Arc::new(|_| {}));
     let handle = first.start("m", a.clone(), dest.clone()).expect("start");
     while handle.status().bytes < 64 * 1024 {
         std::thread::sleep(Duration::from_millis(5));
@@ -505,7 +505,7 @@ fn quitting_keeps_what_arrived_and_the_next_start_resumes_it() {
         .len();
     assert!(kept >= 64 * 1024);
 
-    let second = DownloadManager::new(fast_options(), Arc::new(StatvfsSpace), Arc::new(|_| {}));
+    let second = DownloadManager::new(fast_options(), Arc::new(SystemSpace), Arc::new(|_| {}));
     second
         .start("m", a, dest.clone())
         .expect("start")
