@@ -18,7 +18,6 @@ pub mod tray;
 pub mod user_models;
 pub mod views;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use specta_typescript::Typescript;
@@ -216,11 +215,12 @@ pub fn initialize<R: Runtime>(
                 path.app_config_dir()?,
                 path.app_data_dir()?,
                 path.app_log_dir()?,
+                bundled_resources(app),
                 |v| (launch.env)(v),
             )
         }
     };
-    point_onnx_runtime_at(&paths.onnxruntime_dir(), &launch.env);
+    engines::onnx_runtime::set_app_dirs(paths.onnxruntime_dirs());
     let models = ModelsManager::start(paths, |v| (launch.env)(v))?;
     tracing::info!(models_dir = %models.paths().models_dir.display(), "Dormouse started");
     let handle = app.clone();
@@ -279,14 +279,13 @@ pub fn initialize<R: Runtime>(
 /// Keeps the log file writer flushing until the app ends.
 struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
 
-/// Lets the engines find the ONNX Runtime installed in the models folder, unless
-/// `ORT_DYLIB_PATH` already names one. Runs before any thread uses ONNX Runtime.
-fn point_onnx_runtime_at(dir: &Path, env: &EnvLookup) {
-    if env("ORT_DYLIB_PATH").is_some() || !dir.is_dir() {
-        return;
-    }
-    // Runs during setup, before any engine thread reads the environment.
-    std::env::set_var("ORT_DYLIB_PATH", dir);
+/// The installed package's resource folder, when it holds what a package ships (a build
+/// folder run by a developer has none: its models folder holds ONNX Runtime and the VAD).
+fn bundled_resources<R: Runtime>(app: &tauri::AppHandle<R>) -> Option<std::path::PathBuf> {
+    let dir = app.path().resource_dir().ok()?;
+    let ships = dir.join("onnxruntime").is_dir() || dir.join("silero_vad.onnx").is_file();
+    tracing::info!(resources = %dir.display(), ships, "package resources");
+    ships.then_some(dir)
 }
 
 /// Stops the idle checker and unloads everything; safe to call more than once.
@@ -340,7 +339,7 @@ mod tests {
     #[test]
     fn bindings_are_up_to_date() {
         let fresh = render_bindings().expect("render bindings");
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
             .join(BINDINGS_PATH);
         if std::env::var_os("UPDATE_BINDINGS").is_some() {

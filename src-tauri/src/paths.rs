@@ -1,5 +1,6 @@
-//! [`AppPaths`]: where Dormouse keeps its settings, models and logs. The models folder is
-//! `<app data>/models` unless `DORMOUSE_MODELS_DIR` names another.
+//! [`AppPaths`]: where Dormouse keeps its settings, models and logs, and where its package
+//! put the files it ships. The models folder is `<app data>/models` unless
+//! `DORMOUSE_MODELS_DIR` names another. Every folder comes from Tauri's path resolver.
 
 use std::path::PathBuf;
 
@@ -12,6 +13,9 @@ pub struct AppPaths {
     pub models_dir: PathBuf,
     /// Holds the rotating log files.
     pub log_dir: PathBuf,
+    /// The package's resources (ONNX Runtime in `onnxruntime/`, `silero_vad.onnx`), read
+    /// only; `None` when the app runs from a build folder rather than an installed package.
+    pub bundled_dir: Option<PathBuf>,
 }
 
 impl AppPaths {
@@ -30,12 +34,38 @@ impl AppPaths {
         self.models_dir.join("onnxruntime")
     }
 
+    /// The folders to find ONNX Runtime in, most preferred first: the copy the package
+    /// ships, then the models folder's.
+    pub fn onnxruntime_dirs(&self) -> Vec<PathBuf> {
+        let bundled = self.bundled_dir.iter().map(|d| d.join("onnxruntime"));
+        bundled.chain([self.onnxruntime_dir()]).collect()
+    }
+
+    /// A catalog model's file: the user's copy in the models folder, else the copy the
+    /// package ships (Silero VAD), else where the user's copy would go.
+    pub fn model_file(&self, file_name: &str) -> PathBuf {
+        let own = self.models_dir.join(file_name);
+        if own.exists() {
+            return own;
+        }
+        self.bundled_file(file_name).unwrap_or(own)
+    }
+
+    /// `file_name` among the package's resources, when the package ships it.
+    pub fn bundled_file(&self, file_name: &str) -> Option<PathBuf> {
+        self.bundled_dir
+            .as_ref()
+            .map(|d| d.join(file_name))
+            .filter(|p| p.is_file())
+    }
+
     /// Resolves the folders from the platform's app folders and the environment
     /// (`DORMOUSE_MODELS_DIR` overrides the models folder).
     pub fn resolve(
         config_dir: PathBuf,
         data_dir: PathBuf,
         log_dir: PathBuf,
+        bundled_dir: Option<PathBuf>,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Self {
         let models_dir = lookup("DORMOUSE_MODELS_DIR")
@@ -45,6 +75,7 @@ impl AppPaths {
             config_dir,
             models_dir,
             log_dir,
+            bundled_dir,
         }
     }
 }
@@ -56,7 +87,7 @@ mod tests {
     #[test]
     fn models_dir_follows_the_environment() {
         let resolve = |env: Option<&str>| {
-            AppPaths::resolve("/c".into(), "/d".into(), "/l".into(), |v| {
+            AppPaths::resolve("/c".into(), "/d".into(), "/l".into(), None, |v| {
                 (v == "DORMOUSE_MODELS_DIR")
                     .then(|| env.map(String::from))
                     .flatten()
@@ -69,5 +100,42 @@ mod tests {
             resolve(None).settings_file(),
             PathBuf::from("/c/settings.json")
         );
+    }
+
+    #[test]
+    fn a_model_the_package_ships_is_found_there_unless_the_user_has_a_copy() {
+        let root = std::env::temp_dir().join(format!("dormouse-paths-{}", std::process::id()));
+        let bundled = root.join("resources");
+        std::fs::create_dir_all(&bundled).expect("mkdir");
+        std::fs::write(bundled.join("silero_vad.onnx"), b"vad").expect("write");
+        let paths = AppPaths::resolve(
+            root.join("c"),
+            root.join("d"),
+            root.join("l"),
+            Some(bundled.clone()),
+            |_| None,
+        );
+        assert_eq!(
+            paths.model_file("silero_vad.onnx"),
+            bundled.join("silero_vad.onnx")
+        );
+        assert_eq!(
+            paths.model_file("ggml-base.bin"),
+            root.join("d/models/ggml-base.bin")
+        );
+        assert_eq!(
+            paths.onnxruntime_dirs(),
+            [
+                bundled.join("onnxruntime"),
+                root.join("d/models/onnxruntime")
+            ]
+        );
+        std::fs::create_dir_all(&paths.models_dir).expect("mkdir");
+        std::fs::write(paths.models_dir.join("silero_vad.onnx"), b"mine").expect("write");
+        assert_eq!(
+            paths.model_file("silero_vad.onnx"),
+            paths.models_dir.join("silero_vad.onnx")
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -1,6 +1,7 @@
 //! The system tray: a line per model with its state and memory, "Unload models" (enabled only
 //! while something is loaded; it then shows what it freed), "Open Dormouse" and "Quit".
-//! It follows the status events; it never polls.
+//! It follows the status events; it never polls, and it touches the menu only when what it
+//! shows changes (a countdown or a lease count changes the status, not the tray's text).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +29,51 @@ pub struct Tray<R: Runtime> {
     unload: MenuItem<R>,
     /// What the tray's last "Unload models" freed, shown on that item.
     last_freed: Arc<Mutex<Option<String>>>,
+    /// What the menu and tooltip show now, so an update that changes nothing costs nothing.
+    shown: Mutex<Option<TrayText>>,
+}
+
+/// Everything the tray shows, as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrayText {
+    /// Each model's line.
+    pub lines: BTreeMap<Slot, String>,
+    /// Whether "Unload models" can be clicked.
+    pub unload_enabled: bool,
+    /// The "Unload models" item's text.
+    pub unload: String,
+    /// The icon's tooltip.
+    pub tooltip: String,
+}
+
+impl TrayText {
+    /// What the tray shows for `status`, given what the last tray unload freed.
+    pub fn of(status: &StatusView, last_freed: Option<&str>) -> Self {
+        let loaded: Vec<&ModelStatusView> = status
+            .models
+            .iter()
+            .filter(|m| m.state == ModelStateView::Loaded)
+            .collect();
+        let tooltip = if loaded.is_empty() {
+            "Dormouse — no models loaded".to_owned()
+        } else {
+            format!(
+                "Dormouse — {} loaded ({})",
+                loaded
+                    .iter()
+                    .map(|m| m.display_name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                megabytes(status.total_resident_bytes)
+            )
+        };
+        Self {
+            lines: status.models.iter().map(|m| (m.slot, line(m))).collect(),
+            unload_enabled: !loaded.is_empty(),
+            unload: unload_label(last_freed),
+            tooltip,
+        }
+    }
 }
 
 /// The "Unload models" item's text, with what the last tray unload freed.
@@ -99,7 +145,13 @@ impl<R: Runtime> Tray<R> {
             .menu(&menu)
             .tooltip("Dormouse — no models loaded")
             .show_menu_on_left_click(true);
-        if let Some(icon) = app.default_window_icon() {
+        if cfg!(target_os = "macos") {
+            // A template image: black and alpha only, which macOS tints for a light or dark
+            // menu bar (the coloured app icon would not fit either).
+            let template =
+                tauri::image::Image::from_bytes(include_bytes!("../icons/tray-template@2x.png"))?;
+            builder = builder.icon(template).icon_as_template(true);
+        } else if let Some(icon) = app.default_window_icon() {
             builder = builder.icon(icon.clone());
         }
         let icon = builder
@@ -134,41 +186,34 @@ impl<R: Runtime> Tray<R> {
             lines,
             unload,
             last_freed,
+            shown: Mutex::new(None),
         });
         tray.update(&status);
         Ok(tray)
     }
 
-    /// Shows `status` in the menu and tooltip.
+    /// Shows `status` in the menu and tooltip, touching only what changed.
     pub fn update(&self, status: &StatusView) {
-        for model in &status.models {
-            if let Some(item) = self.lines.get(&model.slot) {
-                let _ = item.set_text(line(model));
+        let next = TrayText::of(status, self.last_freed.lock().as_deref());
+        let mut shown = self.shown.lock();
+        let before = shown.as_ref();
+        for (slot, text) in &next.lines {
+            if before.and_then(|b| b.lines.get(slot)) != Some(text) {
+                if let Some(item) = self.lines.get(slot) {
+                    let _ = item.set_text(text);
+                }
             }
         }
-        let loaded: Vec<&ModelStatusView> = status
-            .models
-            .iter()
-            .filter(|m| m.state == ModelStateView::Loaded)
-            .collect();
-        let _ = self.unload.set_enabled(!loaded.is_empty());
-        let _ = self
-            .unload
-            .set_text(unload_label(self.last_freed.lock().as_deref()));
-        let tooltip = if loaded.is_empty() {
-            "Dormouse — no models loaded".to_owned()
-        } else {
-            format!(
-                "Dormouse — {} loaded ({})",
-                loaded
-                    .iter()
-                    .map(|m| m.display_name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                megabytes(status.total_resident_bytes)
-            )
-        };
-        let _ = self.icon.set_tooltip(Some(tooltip));
+        if before.map(|b| b.unload_enabled) != Some(next.unload_enabled) {
+            let _ = self.unload.set_enabled(next.unload_enabled);
+        }
+        if before.map(|b| &b.unload) != Some(&next.unload) {
+            let _ = self.unload.set_text(&next.unload);
+        }
+        if before.map(|b| &b.tooltip) != Some(&next.tooltip) {
+            let _ = self.icon.set_tooltip(Some(&next.tooltip));
+        }
+        *shown = Some(next);
     }
 }
 

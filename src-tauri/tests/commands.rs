@@ -8,7 +8,7 @@ mod app_training;
 mod support;
 
 use serde_json::{json, Value};
-use support::{fixture, install_models, sam_tiny_weights, write_square_png, TestApp};
+use support::{fixture, install_models, link, sam_tiny_weights, write_square_png, TestApp};
 use tauri::Manager;
 
 const BECKETT: &str = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better.";
@@ -465,7 +465,7 @@ fn an_onnx_speech_model_is_chosen_and_transcribes_through_the_commands() {
         "decoder_joint-model.onnx",
         "vocab.txt",
     ] {
-        std::os::unix::fs::symlink(synthetic.join(name), folder.join(name)).expect("link");
+        link(&synthetic.join(name), &folder.join(name));
     }
     let app = TestApp::start(dir.path(), &[]);
     // Incomplete (no preprocessor): refused, and Whisper stays the model.
@@ -482,8 +482,10 @@ fn an_onnx_speech_model_is_chosen_and_transcribes_through_the_commands() {
         "{err}"
     );
     assert_eq!(app.model("transcription")["model_id"], "whisper-base");
-    std::os::unix::fs::symlink(synthetic.join("nemo128.onnx"), folder.join("nemo128.onnx"))
-        .expect("link");
+    link(
+        &synthetic.join("nemo128.onnx"),
+        &folder.join("nemo128.onnx"),
+    );
     let view: Value = app.ok(
         "set_model",
         json!({ "task": "transcription", "modelId": "parakeet-tdt-0.6b-v3" }),

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use downloads::{
-    Artifact, DownloadError, DownloadManager, DownloadStatus, Options, Phase, StatvfsSpace, Unpack,
+    Artifact, DownloadError, DownloadManager, DownloadStatus, Options, Phase, SystemSpace, Unpack,
 };
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -193,7 +193,7 @@ impl DownloadsManager {
         };
         let downloads = DownloadManager::new(
             options,
-            Arc::new(StatvfsSpace),
+            Arc::new(SystemSpace),
             Arc::new(move |status: &DownloadStatus| sink(DownloadView::from(status))),
         );
         Self {

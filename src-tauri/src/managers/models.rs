@@ -353,7 +353,7 @@ impl ModelsManager {
                     format!("{model_id:?} is not a {} model", task.label()),
                 )
             })?;
-        let path = self.paths.models_dir.join(entry.file_name);
+        let path = self.paths.model_file(entry.file_name);
         if !path.exists() {
             return Err(CommandError::ModelNotInstalled {
                 model_id: model_id.into(),
@@ -481,6 +481,14 @@ impl ModelsManager {
         }
         let entry = catalog::known(id)?;
         let path = self.paths.models_dir.join(entry.file_name);
+        if !path.exists() && self.paths.bundled_file(entry.file_name).is_some() {
+            return Err(CommandError::InvalidInput {
+                message: format!(
+                    "{} comes with Dormouse and cannot be deleted",
+                    entry.display_name
+                ),
+            });
+        }
         let freed_bytes = disk_bytes(&path).ok_or_else(|| CommandError::FileNotFound {
             path: path.display().to_string(),
             message: format!(
@@ -671,7 +679,7 @@ impl ModelsManager {
     }
 
     fn base_info(&self, e: &catalog::CatalogEntry) -> ModelInfo {
-        let path = self.paths.models_dir.join(e.file_name);
+        let path = self.paths.model_file(e.file_name);
         let file_bytes = disk_bytes(&path);
         let measured = self.measured(e.slot, e.id);
         ModelInfo {
@@ -796,7 +804,7 @@ fn spec_for(paths: &AppPaths, users: &UserModels, settings: &Settings, slot: Slo
     let entry = task
         .and_then(|t| catalog::entry(settings.models.get(t)))
         .unwrap_or_else(|| catalog::default_for(slot));
-    ModelSpec::with_path(entry.id, paths.models_dir.join(entry.file_name))
+    ModelSpec::with_path(entry.id, paths.model_file(entry.file_name))
 }
 
 /// Checks a weights file is a model for `task` before anything loads it.

@@ -21,7 +21,12 @@ use tauri::{App, WebviewWindow, WebviewWindowBuilder};
 /// The fixture folder.
 pub fn fixtures() -> PathBuf {
     std::env::var_os("DORMOUSE_FIXTURES").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/dormouse/fixtures"),
+        || {
+            dirs::cache_dir()
+                .expect("a cache folder")
+                .join("dormouse")
+                .join("fixtures")
+        },
         PathBuf::from,
     )
 }
@@ -50,6 +55,15 @@ pub fn sam_tiny_weights() -> PathBuf {
     .clone()
 }
 
+/// Puts `source` at `dest` without copying where the system allows it (a symbolic link on
+/// Unix; a copy on Windows, where links need developer mode).
+pub fn link(source: &Path, dest: &Path) {
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(source, dest).expect("link");
+    #[cfg(not(unix))]
+    std::fs::copy(source, dest).map(drop).expect("copy");
+}
+
 /// A folder laid out as a fresh install: whisper base and Silero VAD linked in from the
 /// fixtures; SAM tiny when `with_sam`.
 pub fn install_models(models_dir: &Path, with_sam: bool) {
@@ -58,14 +72,13 @@ pub fn install_models(models_dir: &Path, with_sam: bool) {
         ("ggml-base.bin", "ggml-base.bin"),
         ("silero_vad.onnx", "silero_vad.onnx"),
     ] {
-        std::os::unix::fs::symlink(fixture(fixture_name), models_dir.join(name)).expect("link");
+        link(&fixture(fixture_name), &models_dir.join(name));
     }
     if with_sam {
-        std::os::unix::fs::symlink(
-            sam_tiny_weights(),
-            models_dir.join("mobile_sam.safetensors"),
-        )
-        .expect("link");
+        link(
+            &sam_tiny_weights(),
+            &models_dir.join("mobile_sam.safetensors"),
+        );
     }
 }
 
@@ -83,6 +96,7 @@ impl TestApp {
             config_dir: root.join("config"),
             models_dir: root.join("models"),
             log_dir: root.join("logs"),
+            bundled_dir: None,
         };
         let env: Vec<(String, String)> = env
             .iter()

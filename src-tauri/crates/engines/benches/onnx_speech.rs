@@ -18,7 +18,7 @@ use model_manager::{ModelKey, ModelManager, ModelSpec};
 
 #[path = "../tests/fixtures/mod.rs"]
 mod fixtures;
-use fixtures::{fixture, fixture_dir};
+use fixtures::{fixture, fixture_dir, use_fixture_onnx_runtime};
 
 const RUNS: usize = 9;
 
@@ -36,6 +36,7 @@ fn main() {
     // transcript differs, but the work is the same (features, the CTC graph, decoding).
     let audio = decode_file(&fixture("parakeet-tones.wav")).expect("run scripts/fixtures.sh");
     let seconds = audio.duration().as_secs_f64();
+    use_fixture_onnx_runtime();
     let bare = rss_mib();
     let t0 = Instant::now();
     let runtime = engines::onnx_runtime::ensure_runtime().expect("ONNX Runtime");

@@ -1,10 +1,12 @@
 //! Finding ONNX Runtime and making sure it is new enough *before* `ort` touches it: `ort`
 //! 2.0.0-rc.12 (loaded dynamically) deadlocks when the library is missing or older than 1.24.
 //!
-//! Search order: `ORT_DYLIB_PATH`; the app's own `lib/` folder (and its executable's folder);
-//! Dormouse's cache (`~/.cache/dormouse/onnxruntime`, and the test fixtures folder); then the
-//! system's library folders. The version is read through the library's own C entry point
-//! (`OrtGetApiBase()->GetVersionString()`).
+//! Search order ([`search_dirs`]): `ORT_DYLIB_PATH`; the copy bundled with the app (next to
+//! the executable, in its `lib/`, then the folders the app names with [`set_app_dirs`]: its
+//! bundle's resources, then the models folder); Dormouse's folder in the user's cache
+//! (`dirs::cache_dir()`); in debug builds only, the test fixtures (`scripts/fixtures.sh`);
+//! then the system's library folders. The version is read through the library's own C entry
+//! point (`OrtGetApiBase()->GetVersionString()`).
 
 use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
@@ -33,32 +35,49 @@ const LIB_PREFIX: &str = "onnxruntime.dll";
 #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
 const LIB_PREFIX: &str = "libonnxruntime";
 
-/// Where to look, in order, given the environment.
+/// The folders the app keeps ONNX Runtime in, most preferred first (its bundled copy, then
+/// the models folder). Set once at start-up, before anything loads a model.
+static APP_DIRS: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+
+/// Names the app's own ONNX Runtime folders, most preferred first. Takes effect for the
+/// first [`ensure_runtime`] (the runtime is found once per process).
+pub fn set_app_dirs(dirs: Vec<PathBuf>) {
+    *APP_DIRS.lock() = dirs;
+}
+
+/// Where to look, in order: the explicit path, the executable's folder and its `lib/`, the
+/// app's folders, Dormouse's cache folder (`<cache>/dormouse/onnxruntime`, and in debug
+/// builds `<cache>/dormouse/fixtures`), then the system's library folders.
 pub fn search_dirs(
     env_path: Option<PathBuf>,
     exe_dir: Option<PathBuf>,
-    home: Option<PathBuf>,
+    app_dirs: &[PathBuf],
+    cache_dir: Option<PathBuf>,
 ) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
+    dirs.extend(env_path);
     if let Some(exe) = exe_dir {
         dirs.push(exe.join("lib"));
         dirs.push(exe);
     }
-    if let Some(home) = home {
-        dirs.push(home.join(".cache/dormouse/onnxruntime"));
-        dirs.push(home.join(".cache/dormouse/fixtures"));
+    dirs.extend(app_dirs.iter().cloned());
+    if let Some(cache) = cache_dir {
+        dirs.push(cache.join("dormouse").join("onnxruntime"));
+        // The test fixtures (scripts/fixtures.sh): never part of what a release build finds.
+        if cfg!(debug_assertions) {
+            dirs.push(cache.join("dormouse").join("fixtures"));
+        }
     }
+    #[cfg(unix)]
     for system in [
         "/usr/local/lib",
         "/usr/lib",
         "/usr/lib/x86_64-linux-gnu",
         "/usr/lib/aarch64-linux-gnu",
         "/opt/onnxruntime/lib",
+        "/opt/homebrew/lib",
     ] {
         dirs.push(PathBuf::from(system));
-    }
-    if let Some(explicit) = env_path {
-        dirs.insert(0, explicit);
     }
     dirs
 }
@@ -148,9 +167,9 @@ pub fn find_runtime(dirs: &[PathBuf]) -> Result<RuntimeInfo, EngineError> {
     Err(EngineError::Undecodable {
         what: "ONNX Runtime".into(),
         reason: format!(
-            "version {}.{} or newer is needed and {found}. Install it (e.g. `pip install onnxruntime==1.24.2`) and set \
-             ORT_DYLIB_PATH to its libonnxruntime.so.1.24.2 (in site-packages/onnxruntime/capi), or put the library in \
-             the app's lib folder. Searched: {}",
+            "version {}.{} or newer is needed and {found}. Dormouse's packages bundle it: reinstall \
+             Dormouse, or install it (e.g. `pip install onnxruntime==1.24.2`) and set ORT_DYLIB_PATH to its library \
+             (in site-packages/onnxruntime/capi), or put the library in the models folder's onnxruntime/. Searched: {}",
             MIN_VERSION.0,
             MIN_VERSION.1,
             searched.join(", ")
@@ -168,7 +187,8 @@ pub fn ensure_runtime() -> Result<&'static RuntimeInfo, EngineError> {
             std::env::current_exe()
                 .ok()
                 .and_then(|p| p.parent().map(Path::to_path_buf)),
-            std::env::var_os("HOME").map(PathBuf::from),
+            &APP_DIRS.lock(),
+            dirs::cache_dir(),
         );
         let info = find_runtime(&dirs).map_err(|e| e.to_string())?;
         ort::init_from(&info.path)
@@ -202,15 +222,29 @@ mod tests {
     }
 
     #[test]
-    fn the_explicit_path_is_searched_first() {
+    fn the_explicit_path_then_the_bundled_copy_then_the_models_folder_are_searched() {
         let dirs = search_dirs(
             Some("/x/lib.so".into()),
             Some("/app".into()),
-            Some("/home/u".into()),
+            &["/res/onnxruntime".into(), "/models/onnxruntime".into()],
+            Some("/cache".into()),
         );
-        assert_eq!(dirs[0], PathBuf::from("/x/lib.so"));
-        assert_eq!(dirs[1], PathBuf::from("/app/lib"));
-        assert!(dirs.contains(&PathBuf::from("/home/u/.cache/dormouse/onnxruntime")));
+        assert_eq!(
+            dirs[..5],
+            [
+                PathBuf::from("/x/lib.so"),
+                PathBuf::from("/app/lib"),
+                PathBuf::from("/app"),
+                PathBuf::from("/res/onnxruntime"),
+                PathBuf::from("/models/onnxruntime"),
+            ]
+        );
+        assert_eq!(dirs[5], PathBuf::from("/cache/dormouse/onnxruntime"));
+        // The test fixtures are searched in debug builds (tests) and never in a release build.
+        assert_eq!(
+            dirs.contains(&PathBuf::from("/cache/dormouse/fixtures")),
+            cfg!(debug_assertions)
+        );
     }
 
     #[test]
