@@ -1,6 +1,7 @@
 // WebdriverIO drives the real Dormouse binary (front end embedded) in a real WebKitGTK
 // window through tauri-driver. scripts/e2e.sh sets the environment (throw-away folders,
-// models, MODEL_INACTIVITY_TIMEOUT=3) and runs this under Xvfb.
+// models, MODEL_INACTIVITY_TIMEOUT=3) and runs this under Xvfb; scripts/package-test.sh
+// runs tests/e2e/package/ against the installed package.
 import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
@@ -13,9 +14,11 @@ export const config = {
   runner: "local",
   hostname: "127.0.0.1",
   port: 4444,
-  specs: [path.join(root, "tests/e2e/specs/*.e2e.mjs")],
+  // E2E_SPECS and DORMOUSE_APP let scripts/package-test.sh run the installed package's spec
+  // against /usr/bin/dormouse; by default, every spec against the build.
+  specs: [process.env.E2E_SPECS ?? path.join(root, "tests/e2e/specs/*.e2e.mjs")],
   maxInstances: 1,
-  capabilities: [{ maxInstances: 1, "tauri:options": { application: path.join(root, "target/debug/dormouse") } }],
+  capabilities: [{ maxInstances: 1, "tauri:options": { application: process.env.DORMOUSE_APP ?? path.join(root, "target/debug/dormouse") } }],
   logLevel: "warn",
   reporters: ["spec"],
   framework: "mocha",

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { fireEvent, screen } from "@testing-library/svelte";
 import StatusBadge from "./StatusBadge.svelte";
 import { mockBackend, model, pushStatus, renderWithStores, settle, settingsView } from "../test/harness";
@@ -59,5 +59,23 @@ describe("StatusBadge", () => {
     await fireEvent.click(unloadWhisper);
     await settle();
     expect(calls).toContainEqual({ cmd: "manually_unload_model", args: { slot: "transcription" } });
+  });
+
+  it("runs no timer while nothing shows a countdown, and ticks once the popover shows one", async () => {
+    const setInterval = vi.spyOn(globalThis, "setInterval");
+    const ticks = () => setInterval.mock.calls.filter(([, ms]) => ms === 1000).length;
+    const expires = Date.now() + 240_000;
+    mockBackend({ models: [model({ slot: "transcription", state: "loaded", resident_bytes: 1e8, expires_at_ms: expires, last_used_ms: Date.now() })] });
+    await renderWithStores(StatusBadge);
+    await settle();
+    expect(screen.getByTestId("status-badge").dataset.modelState).toBe("loaded");
+    expect(ticks()).toBe(0);
+
+    await fireEvent.click(screen.getByTestId("status-badge"));
+    await settle();
+    expect(document.querySelector(".idle")?.textContent).toMatch(/unloads in/);
+    expect(ticks()).toBe(1);
+
+    setInterval.mockRestore();
   });
 });

@@ -1,5 +1,6 @@
 // The live model status: one `get_model_status`, then events only (no polling). Also the
 // one place the front end unloads models, so every unload is toasted the same way.
+import { createSubscriber } from "svelte/reactivity";
 import { commands, events } from "../bindings";
 import type { ModelStatusView, Slot, UnloadSummary } from "../types";
 
@@ -60,15 +61,17 @@ export class ModelStatusStore {
   }
 }
 
-/** A ticking "now" for countdowns (display only; nothing is fetched). */
+/**
+ * A ticking "now" for countdowns (display only; nothing is fetched). It ticks only while
+ * something on screen reads it (the open status popover), so an idle window has no timer.
+ */
 export class Now {
-  value = $state(Date.now());
-  #timer: ReturnType<typeof setInterval> | null = null;
-  start(): void {
-    this.#timer ??= setInterval(() => (this.value = Date.now()), 1000);
-  }
-  stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
+  #subscribe = createSubscriber((update) => {
+    const timer = setInterval(update, 1000);
+    return () => clearInterval(timer);
+  });
+  get value(): number {
+    this.#subscribe();
+    return Date.now();
   }
 }
