@@ -3,6 +3,7 @@
 # when something is). Used by the README's run command and by CI.
 #   build:  C toolchain, pkg-config, cmake + libclang (whisper.cpp), Tauri's WebKitGTK stack
 #   tests:  python3 + pip (fixtures), espeak-ng and sox (speech fixtures), Xvfb (a display)
+#   --with-e2e: WebKitGTK's WebDriver; --with-cross: mingw-w64 for the Windows cross-check
 set -euo pipefail
 
 packages=(
@@ -12,7 +13,14 @@ packages=(
     python3 python3-pip espeak-ng sox libsox-fmt-base libsox-fmt-mp3
     xvfb xauth
 )
-[ "${1:-}" = "--with-e2e" ] && packages+=(webkit2gtk-driver)
+for option in "$@"; do
+    case "$option" in
+        --with-e2e) packages+=(webkit2gtk-driver) ;;
+        # the Windows cross-check builds whisper.cpp with mingw-w64 (scripts/cross-check.sh)
+        --with-cross) packages+=(gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64) ;;
+        *) echo "unknown option $option (--with-e2e, --with-cross)" >&2; exit 2 ;;
+    esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

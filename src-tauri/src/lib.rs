@@ -324,12 +324,43 @@ pub fn run() {
             std::process::exit(1);
         }
     };
+    quit_on_terminate_signal(app.handle().clone());
     app.run(|handle, event| {
         if let RunEvent::Exit = event {
             shut_down(handle);
         }
     });
 }
+
+/// Quits like the tray's Quit (models unloaded, idle checker joined) when the system or the
+/// user ends the process with SIGTERM or SIGINT (logging out, `kill`, Ctrl-C in a terminal),
+/// instead of dying with models loaded and downloads unsaved.
+#[cfg(unix)]
+fn quit_on_terminate_signal<R: Runtime>(app: tauri::AppHandle<R>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::warn!(%error, "SIGTERM will not quit cleanly");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("dormouse-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "quitting on a termination signal");
+                app.exit(0);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "SIGTERM will not quit cleanly");
+    }
+}
+
+/// Windows ends a GUI app with WM_CLOSE / WM_ENDSESSION, which Tauri turns into an exit.
+#[cfg(not(unix))]
+fn quit_on_terminate_signal<R: Runtime>(_app: tauri::AppHandle<R>) {}
 
 #[cfg(test)]
 mod tests {

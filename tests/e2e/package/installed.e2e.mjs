@@ -49,13 +49,16 @@ const invoke = (command, args = {}) =>
     args,
   );
 
+const appPid = () => execFileSync("pgrep", ["-n", "-x", "dormouse"]).toString().trim();
+
 /** The installed app's resident memory, from the kernel (kB in /proc/<pid>/status). */
 function procRssMiB() {
-  const pid = execFileSync("pgrep", ["-n", "-x", "dormouse"]).toString().trim();
+  const pid = appPid();
   const kb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
   return kb / 1024;
 }
 
+const openAudio = async (file) => (await $('[data-testid="audio-file"]')).addValue(file);
 const badgeState = async () => (await $('[data-testid="status-badge"]')).getAttribute("data-model-state");
 
 describe("The installed package", () => {
@@ -72,22 +75,29 @@ describe("The installed package", () => {
     const slots = status.value.models.map((m) => m.slot).sort();
     assert.deepEqual(slots, ["segmentation", "transcription", "vad"]);
     const vad = status.value.models.find((m) => m.slot === "vad");
-    assert.equal(vad.path, path.join(resources, "silero_vad.onnx"), "Silero VAD must come from the package");
+    assert.equal(vad.model_path, path.join(resources, "silero_vad.onnx"), "Silero VAD must come from the package");
     await browser.pause(3000);
     console.log(`installed app (debug build), idle RSS with no model loaded: ${procRssMiB().toFixed(1)} MiB`);
   });
 
   it("downloads Whisper base where it is needed, then transcribes with the package's VAD and ONNX Runtime", async () => {
-    const audio = await $('[data-testid="audio-file"]');
-    await audio.addValue(path.join(fixtures, "beckett.wav"));
-    const offer = await $("button*=Download Whisper base");
-    await offer.waitForExist({ timeout: 30_000, timeoutMsg: "a fresh install did not offer to download Whisper base" });
-    await offer.click();
-    await (await $("span*=Downloaded and verified")).waitForExist({ timeout: 120_000, timeoutMsg: "the download did not finish" });
-    await audio.addValue(path.join(fixtures, "beckett.wav"));
-    const transcript = await $('[data-testid="transcript"]');
-    await transcript.waitForExist({ timeout: 180_000 });
-    const text = await transcript.getText();
+    // By query, not by element handle: the page re-renders these nodes as the state changes.
+    await openAudio(path.join(fixtures, "beckett.wav"));
+    const offer = () =>
+      browser.execute(() => {
+        const button = [...document.querySelectorAll("button")].find((b) => b.textContent?.includes("Download Whisper base"));
+        button?.click();
+        return button !== undefined;
+      });
+    await browser.waitUntil(offer, { timeout: 30_000, timeoutMsg: "a fresh install did not offer to download Whisper base" });
+    await browser.waitUntil(() => browser.execute(() => document.body.textContent?.includes("Downloaded and verified") ?? false), {
+      timeout: 120_000,
+      timeoutMsg: "the download did not finish",
+    });
+    await openAudio(path.join(fixtures, "beckett.wav"));
+    const transcript = () => browser.execute(() => document.querySelector('[data-testid="transcript"]')?.textContent ?? null);
+    await browser.waitUntil(async () => (await transcript()) !== null, { timeout: 180_000, timeoutMsg: "no transcript" });
+    const text = await transcript();
     assert.ok(wordErrorRate(BECKETT, text) <= 0.1, `transcript too far off: ${text}`);
     const status = await invoke("get_model_status");
     const vad = status.value.models.find((m) => m.slot === "vad");
@@ -109,5 +119,16 @@ describe("The installed package", () => {
         `(Whisper ${reported.toFixed(1)} MiB); /proc VmRSS ${before.toFixed(1)} → ${after.toFixed(1)} MiB (${(before - after).toFixed(1)} MiB)`,
     );
     assert.ok(result.value.total_freed_bytes > 50 * 1048576, "an unload of Whisper base frees more than 50 MiB");
+  });
+
+  it("quits cleanly when the system ends it (SIGTERM), with a model loaded", async () => {
+    await openAudio(path.join(fixtures, "beckett.wav"));
+    await browser.waitUntil(async () => (await badgeState()) === "loaded", { timeout: 120_000, timeoutMsg: "Whisper did not load again" });
+    const pid = Number(appPid());
+    process.kill(pid, "SIGTERM");
+    const start = Date.now();
+    while (fs.existsSync(`/proc/${pid}`) && Date.now() - start < 20_000) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(!fs.existsSync(`/proc/${pid}`), "the app was still running 20 s after SIGTERM");
+    console.log(`quit on SIGTERM in ${Date.now() - start} ms`);
   });
 });
