@@ -21,9 +21,16 @@ rpm="$(ls target/debug/bundle/rpm/*.rpm)"
 for package in "$deb" "$rpm"; do
     echo "package: $package, $(du -k "$package" | cut -f1) KiB"
 done
-dpkg-deb --contents "$deb" | awk '{print $6}' | grep -E 'usr/bin/dormouse$|Dormouse/onnxruntime/libonnxruntime|Dormouse/silero_vad.onnx$' \
-    | sort | tee /dev/stderr | wc -l | grep -qx 3 || { echo "the .deb lacks the app, ONNX Runtime or Silero VAD" >&2; exit 1; }
+shipped="$(dpkg-deb --contents "$deb" | awk '{print $6}' \
+    | grep -E 'usr/bin/dormouse$|Dormouse/onnxruntime/libonnxruntime|Dormouse/silero_vad.onnx$' | sort)"
+echo "$shipped"
+[ "$(printf '%s\n' "$shipped" | grep -c .)" -eq 3 ] || { echo "the .deb lacks the app, ONNX Runtime or Silero VAD" >&2; exit 1; }
 
+if dpkg-query -W -f='${Status}' dormouse 2>/dev/null | grep -q "install ok installed"; then
+    echo "a dormouse package is installed on this machine: this test would replace it and then remove it." >&2
+    echo "Remove it first (sudo dpkg -r dormouse), or skip this step." >&2
+    exit 1
+fi
 fixtures="$(bash scripts/fixtures.sh | tail -n 1)"
 scratch="$(mktemp -d)"
 sudo_cmd=()
