@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod commands;
 pub mod error;
 pub mod events;
+mod id_reservation;
 mod logging;
 pub mod managers;
 pub mod paths;

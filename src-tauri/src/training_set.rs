@@ -128,7 +128,9 @@ impl TrainingSet {
         fs::create_dir_all(&self.dir).map_err(|e| {
             CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
         })?;
-        let id = self.fresh_id();
+        // Claimed, so two adds at once cannot pick the same id and overwrite each other.
+        let claim = self.claim_id()?;
+        let id = claim.id().to_owned();
         let (width, height) = pair.image.dimensions();
         let example = TrainingExample {
             id: id.clone(),
@@ -262,6 +264,21 @@ impl TrainingSet {
         Ok(png)
     }
 
+    fn claim_id(&self) -> CommandResult<crate::id_reservation::ClaimedId> {
+        crate::id_reservation::claim(
+            &self.dir,
+            |_| self.fresh_id(),
+            |id| self.record_path(id).exists() || self.image_path(id).exists(),
+        )
+        .map_err(|e| {
+            CommandError::internal(format!(
+                "could not pick an id in {}: {e}",
+                self.dir.display()
+            ))
+        })
+    }
+
+    /// One past the highest id in the folder (claim markers included).
     fn fresh_id(&self) -> String {
         let highest = fs::read_dir(&self.dir)
             .into_iter()
@@ -330,6 +347,31 @@ mod tests {
         }
         // The next id never reuses a removed one while files remain.
         assert_eq!(set.add(pairs[0].clone()).expect("add").id, "ex-3");
+    }
+
+    #[test]
+    fn concurrent_adds_get_distinct_ids_and_all_are_kept() {
+        let dir = tempfile::tempdir().expect("temp");
+        let set = std::sync::Arc::new(TrainingSet::new(dir.path().join("training-set")));
+        let pairs = synthetic_pairs(8, 3);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(pairs.len()));
+        let handles: Vec<_> = pairs
+            .into_iter()
+            .map(|pair| {
+                let (set, barrier) = (set.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    set.add(pair).expect("added").id
+                })
+            })
+            .collect();
+        let ids: std::collections::BTreeSet<String> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        assert_eq!(ids.len(), 8, "two adds shared an id: {ids:?}");
+        assert_eq!(set.list().len(), 8);
+        assert_eq!(set.load(&[]).expect("every pair reads back").len(), 8);
     }
 
     #[test]

@@ -173,7 +173,8 @@ impl UserModels {
         fs::create_dir_all(&self.dir).map_err(|e| {
             CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
         })?;
-        let id = self.fresh_id(display_name);
+        let claim = self.claim_id(display_name)?;
+        let id = UserModelId::new(claim.id())?;
         let target = self.weights_path(&id, task);
         let bytes = copy_atomically(source, &target)?;
         let meta = UserModelMeta {
@@ -202,7 +203,8 @@ impl UserModels {
         fs::create_dir_all(&self.dir).map_err(|e| {
             CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
         })?;
-        let id = self.fresh_id(display_name);
+        let claim = self.claim_id(display_name)?;
+        let id = UserModelId::new(claim.id())?;
         let target = self.weights_path(&id, task);
         let bytes = write(&target)?;
         let meta = UserModelMeta {
@@ -252,31 +254,38 @@ impl UserModels {
         Ok(())
     }
 
-    fn fresh_id(&self, display_name: &str) -> UserModelId {
+    /// Claims a fresh id derived from `display_name` (`green-disks`, then `green-disks-2`,
+    /// ...), so two imports or trainings at once never share an id or a temp file.
+    fn claim_id(&self, display_name: &str) -> CommandResult<crate::id_reservation::ClaimedId> {
         let mut base: String = display_name
             .to_lowercase()
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
         base = base.trim_matches('-').chars().take(40).collect();
-        if base.is_empty() {
+        if base.is_empty() || UserModelId::new(&base).is_err() {
             base = "model".into();
         }
-        (1..)
-            .map(|n| {
-                if n == 1 {
-                    base.clone()
-                } else {
-                    format!("{base}-{n}")
-                }
-            })
-            .filter_map(|candidate| UserModelId::new(&candidate).ok())
-            .find(|id| {
-                !self.meta_path(id).exists()
-                    && !self.weights_path(id, Task::Segmentation).exists()
-                    && !self.weights_path(id, Task::Transcription).exists()
-            })
-            .unwrap_or_else(|| UserModelId(format!("model-{}", now_ms())))
+        crate::id_reservation::claim(
+            &self.dir,
+            |attempt| match attempt {
+                0 => base.clone(),
+                n => format!("{base}-{}", n + 1),
+            },
+            |candidate| {
+                UserModelId::new(candidate).map_or(true, |id| {
+                    self.meta_path(&id).exists()
+                        || self.weights_path(&id, Task::Segmentation).exists()
+                        || self.weights_path(&id, Task::Transcription).exists()
+                })
+            },
+        )
+        .map_err(|e| {
+            CommandError::internal(format!(
+                "could not pick an id in {}: {e}",
+                self.dir.display()
+            ))
+        })
     }
 }
 
@@ -342,6 +351,42 @@ mod tests {
             assert_eq!(UserModelId::new(ok).expect("valid").as_str(), ok);
         }
         assert!(serde_json::from_str::<UserModelId>("\"../../x\"").is_err());
+    }
+
+    #[test]
+    fn concurrent_imports_of_one_name_get_distinct_ids_and_intact_files() {
+        let dir = tempfile::tempdir().expect("temp");
+        let models = std::sync::Arc::new(UserModels::new(&dir.path().join("models")));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8u8)
+            .map(|n| {
+                let (models, barrier) = (models.clone(), barrier.clone());
+                let src = dir.path().join(format!("weights-{n}.bin"));
+                fs::write(&src, vec![n; 256 * 1024]).expect("write");
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let meta = models
+                        .import(&src, Task::Transcription, "Same Name")
+                        .expect("import");
+                    (meta.id, n)
+                })
+            })
+            .collect();
+        let imported: Vec<(UserModelId, u8)> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
+        let ids: std::collections::BTreeSet<&str> =
+            imported.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids.len(), 8, "two imports shared an id: {ids:?}");
+        for (id, n) in &imported {
+            let bytes = fs::read(models.weights_path(id, Task::Transcription)).expect("weights");
+            assert!(
+                bytes.len() == 256 * 1024 && bytes.iter().all(|b| b == n),
+                "{id:?} mixed up"
+            );
+        }
+        assert_eq!(models.list().len(), 8);
     }
 
     #[test]

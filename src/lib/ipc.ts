@@ -12,6 +12,15 @@ import {
 } from "./bindings";
 import type { OpenedImage, CommandError, TrainingExample, TranscribeSettings, Transcription } from "./types";
 
+/**
+ * JSON for a request header, in ASCII: fetch refuses or mangles anything else in a header
+ * (a file name such as "café.png"), so every non-ASCII UTF-16 unit is escaped as `\uXXXX`,
+ * which any JSON parser reads back as the original text.
+ */
+export function headerJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 export type Result<T> = { status: "ok"; data: T } | { status: "error"; error: CommandError };
 
 async function typed<T>(call: Promise<T>): Promise<Result<T>> {
@@ -27,7 +36,7 @@ async function typed<T>(call: Promise<T>): Promise<Result<T>> {
 export function transcribeAudio(audio: Uint8Array, settings: TranscribeSettings): Promise<Result<Transcription>> {
   return typed(
     invoke<Transcription>(TRANSCRIBE_AUDIO_COMMAND, audio, {
-      headers: { [TRANSCRIBE_SETTINGS_HEADER]: JSON.stringify(settings) },
+      headers: { [TRANSCRIBE_SETTINGS_HEADER]: headerJson(settings) },
     }),
   );
 }
@@ -49,7 +58,7 @@ export function addTrainingExample(name: string, image: Uint8Array, mask: Uint8A
   body.set(mask, image.length);
   return typed(
     invoke<TrainingExample>(ADD_TRAINING_EXAMPLE_COMMAND, body, {
-      headers: { [TRAINING_EXAMPLE_HEADER]: JSON.stringify({ name, image_bytes: image.length }) },
+      headers: { [TRAINING_EXAMPLE_HEADER]: headerJson({ name, image_bytes: image.length }) },
     }),
   );
 }

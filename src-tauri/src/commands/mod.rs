@@ -27,6 +27,19 @@ pub fn raw_body(request: &Request<'_>, what: &str) -> CommandResult<Vec<u8>> {
     }
 }
 
+/// The JSON value of header `name`, or `None` when it is absent. The front end sends it as
+/// ASCII (non-ASCII escaped as `\uXXXX`, since fetch cannot carry UTF-8 in a header), and
+/// raw UTF-8 is read too, so a name such as "café.png" arrives whole either way.
+pub fn json_header<T: serde::de::DeserializeOwned>(
+    request: &Request<'_>,
+    name: &str,
+) -> Option<CommandResult<T>> {
+    let value = request.headers().get(name)?;
+    Some(serde_json::from_slice(value.as_bytes()).map_err(|e| {
+        CommandError::invalid_input(format!("the {name} header is not valid JSON: {e}"))
+    }))
+}
+
 /// Runs `work` on the blocking pool so the UI never waits on inference or disk.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> CommandResult<T> + Send + 'static,

@@ -58,15 +58,11 @@ pub async fn add_training_example(
     request: Request<'_>,
 ) -> CommandResult<TrainingExample> {
     let body = super::raw_body(&request, "the example")?;
-    let header: ExampleHeader = request
-        .headers()
-        .get(EXAMPLE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| serde_json::from_str(v).ok())
-        .ok_or_else(|| {
-            CommandError::invalid_input(format!(
-                "the {EXAMPLE_HEADER} header is missing or malformed"
-            ))
+    let header: ExampleHeader =
+        super::json_header(&request, EXAMPLE_HEADER).unwrap_or_else(|| {
+            Err(CommandError::invalid_input(format!(
+                "the {EXAMPLE_HEADER} header is missing"
+            )))
         })?;
     if header.image_bytes > body.len() {
         return Err(CommandError::invalid_input(

@@ -8,7 +8,7 @@ use tauri::ipc::Request;
 use tauri::State;
 
 use super::blocking;
-use crate::error::{CommandError, CommandResult};
+use crate::error::CommandResult;
 use crate::managers::transcription::{TranscribeSettings, Transcription, TranscriptionManager};
 
 /// The header carrying `transcribe_audio`'s settings as JSON.
@@ -34,18 +34,9 @@ pub async fn transcribe_audio(
     request: Request<'_>,
 ) -> CommandResult<Transcription> {
     let bytes = super::raw_body(&request, "the recording")?;
-    let settings = match request.headers().get(SETTINGS_HEADER) {
-        None => TranscribeSettings::default(),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| serde_json::from_str(v).ok())
-            .ok_or_else(|| {
-                CommandError::invalid_input(format!(
-                    "the {SETTINGS_HEADER} header is not valid settings JSON"
-                ))
-            })?,
-    };
+    let settings = super::json_header(&request, SETTINGS_HEADER)
+        .transpose()?
+        .unwrap_or_default();
     let manager = manager.inner().clone();
     blocking(move || manager.transcribe_bytes(bytes, &settings)).await
 }

@@ -145,10 +145,12 @@ fn a_trained_model_becomes_active_survives_a_restart_and_falls_back_when_deleted
         // Two pairs from files, two as raw bytes (what the training page sends).
         add_files(&app, &pairs[0].0, &pairs[0].1);
         add_files(&app, &pairs[1].0, &pairs[1].1);
-        for (image, mask) in &pairs[2..] {
+        // Non-ASCII names: escaped to ASCII as the front end sends them, and raw UTF-8.
+        let names = ["caf\\u00e9 \\ud83d\\udc1f.png", "café.png"];
+        for ((image, mask), name) in pairs[2..].iter().zip(names) {
             let image = std::fs::read(image).expect("image");
             let mask = std::fs::read(mask).expect("mask");
-            let header = json!({ "name": "dropped.png", "image_bytes": image.len() }).to_string();
+            let header = format!(r#"{{"name":"{name}","image_bytes":{}}}"#, image.len());
             let mut body = image;
             body.extend(mask);
             app.invoke_raw(
@@ -160,6 +162,11 @@ fn a_trained_model_becomes_active_survives_a_restart_and_falls_back_when_deleted
         }
         let examples: Vec<Value> = app.ok("list_training_examples", json!({}));
         assert_eq!(examples.len(), 4);
+        let names: Vec<&str> = examples.iter().filter_map(|e| e["name"].as_str()).collect();
+        assert!(
+            names.contains(&"café 🐟.png") && names.contains(&"café.png"),
+            "{names:?}"
+        );
         let thumb = app.bytes(
             "training_thumbnail",
             json!({ "exampleId": examples[0]["id"] }),

@@ -140,8 +140,9 @@ fn main() {
     let python = std::env::var_os("FASTER_WHISPER_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/dormouse/bench-venv/bin/python")
+            dirs::cache_dir()
+                .unwrap_or_default()
+                .join("dormouse/bench-venv/bin/python")
         });
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../scripts/bench_faster_whisper.py");

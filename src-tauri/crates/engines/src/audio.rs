@@ -1,17 +1,20 @@
 //! Audio input for speech-to-text: decodes WAV, FLAC, MP3 and OGG/Vorbis (symphonia) or raw
-//! f32 PCM, mixes to mono and resamples to 16 kHz (rubato). Empty, corrupt, truncated and
-//! absurdly long inputs get clear errors or flagged results, never a panic.
+//! f32 PCM to 16 kHz mono, streaming. Each decoded packet is mixed to mono and fed through the
+//! resampler (rubato) straight away, and a file is read through a 64 KiB buffer, so peak
+//! memory is the 16 kHz output plus a few packets, whatever the file's size, rate or channel
+//! count. Empty, corrupt, truncated, absurdly long or implausible inputs (a rate outside
+//! 8–384 kHz, no channels or more than 32) get clear errors or flagged results, never a panic.
 
 use std::io::Cursor;
 use std::path::Path;
 use std::time::Duration;
 
 use rubato::{FftFixedIn, Resampler};
-use symphonia::core::audio::SampleBuffer;
+use symphonia::core::audio::{SampleBuffer, SignalSpec};
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
-use symphonia::core::io::MediaSourceStream;
+use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
@@ -21,6 +24,10 @@ use crate::error::EngineError;
 pub const TARGET_RATE: u32 = 16_000;
 /// Longest input accepted (4 hours).
 pub const MAX_DURATION: Duration = Duration::from_secs(4 * 3600);
+/// Sample rates accepted (telephone speech up to the highest studio rate).
+pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
+/// Most channels accepted (symphonia's own limit; more is a crafted header).
+pub const MAX_CHANNELS: usize = 32;
 
 /// Mono 16 kHz samples, with what the source was.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,11 +54,17 @@ impl DecodedAudio {
     }
 }
 
-/// Decodes an audio file, guessing its format from its contents (and its extension).
+/// Decodes an audio file, guessing its format from its contents (and its extension). The
+/// file is streamed, never read into memory whole.
 pub fn decode_file(path: &Path) -> Result<DecodedAudio, EngineError> {
-    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+    let name = path.display().to_string();
+    if len == 0 {
+        return Err(EngineError::Empty(name));
+    }
     let ext = path.extension().and_then(|e| e.to_str());
-    decode_bytes(bytes, &path.display().to_string(), ext)
+    decode_source(Box::new(file), &name, ext, MAX_DURATION)
 }
 
 /// Decodes an audio file held in memory; `name` is used in errors.
@@ -78,6 +91,23 @@ fn too_long(name: &str, seconds: f64, limit: Duration) -> EngineError {
     }
 }
 
+/// Refuses a rate or channel count no real recording has, before anything is sized from it.
+fn check_format(name: &str, rate: u32, channels: usize) -> Result<(), EngineError> {
+    if !RATE_RANGE.contains(&rate) {
+        return Err(EngineError::InvalidRequest(format!(
+            "{name} says its sample rate is {rate} Hz; only {}–{} Hz is supported",
+            RATE_RANGE.start(),
+            RATE_RANGE.end()
+        )));
+    }
+    if channels == 0 || channels > MAX_CHANNELS {
+        return Err(EngineError::InvalidRequest(format!(
+            "{name} says it has {channels} channels; 1–{MAX_CHANNELS} are supported"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn decode_with_limit(
     bytes: Vec<u8>,
     name: &str,
@@ -87,7 +117,16 @@ pub(crate) fn decode_with_limit(
     if bytes.is_empty() {
         return Err(EngineError::Empty(name.to_owned()));
     }
-    let stream = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
+    decode_source(Box::new(Cursor::new(bytes)), name, extension, limit)
+}
+
+fn decode_source(
+    source: Box<dyn MediaSource>,
+    name: &str,
+    extension: Option<&str>,
+    limit: Duration,
+) -> Result<DecodedAudio, EngineError> {
+    let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = extension {
         hint.with_extension(ext);
@@ -112,6 +151,11 @@ pub(crate) fn decode_with_limit(
         .sample_rate
         .filter(|&r| r > 0)
         .ok_or_else(|| undecodable(name, "its sample rate is unknown"))?;
+    if let Some(declared) = params.channels {
+        check_format(name, rate, declared.count())?;
+    } else {
+        check_format(name, rate, 1)?;
+    }
     let declared_frames = params.n_frames;
     if let Some(frames) = declared_frames {
         let seconds = frames as f64 / f64::from(rate);
@@ -123,9 +167,12 @@ pub(crate) fn decode_with_limit(
         .make(&params, &DecoderOptions::default())
         .map_err(|e| undecodable(name, format!("unsupported codec ({e})")))?;
 
-    let max_frames = (limit.as_secs_f64() * f64::from(rate)) as usize;
-    let mut interleaved: Vec<f32> = Vec::new();
-    let mut channels = params.channels.map_or(0, |c| c.count());
+    // Whole frames within the limit; the rate is at most 384 kHz, so this cannot overflow.
+    let max_frames = limit.as_secs().saturating_mul(u64::from(rate));
+    let mut to_16k = MonoResampler::new(rate, declared_frames)?;
+    let mut packet_samples: Option<(SignalSpec, u64, SampleBuffer<f32>)> = None;
+    let mut frames = 0u64;
+    let mut channels = 0usize;
     let mut bad_packets = 0usize;
     let mut ended_early = false;
     loop {
@@ -149,14 +196,34 @@ pub(crate) fn decode_with_limit(
             Ok(buffer) => {
                 let spec = *buffer.spec();
                 channels = spec.channels.count();
-                let mut samples = SampleBuffer::<f32>::new(buffer.capacity() as u64, spec);
+                check_format(name, spec.rate, channels)?;
+                if spec.rate != rate {
+                    return Err(undecodable(
+                        name,
+                        format!("its sample rate changes from {rate} Hz to {} Hz", spec.rate),
+                    ));
+                }
+                let needed = buffer.capacity() as u64;
+                let samples = match &mut packet_samples {
+                    Some((s, capacity, samples)) if *s == spec && *capacity >= needed => samples,
+                    slot => {
+                        &mut slot
+                            .insert((spec, needed, SampleBuffer::<f32>::new(needed, spec)))
+                            .2
+                    }
+                };
                 samples.copy_interleaved_ref(buffer);
-                interleaved.extend_from_slice(samples.samples());
+                let interleaved = samples.samples();
+                frames += (interleaved.len() / channels) as u64;
+                if frames > max_frames {
+                    return Err(too_long(name, frames as f64 / f64::from(rate), limit));
+                }
+                to_16k.push_interleaved(interleaved, channels)?;
             }
             Err(SymphoniaError::DecodeError(e)) => {
                 bad_packets += 1;
                 tracing::warn!(%name, error = %e, "skipping a corrupt audio packet");
-                if bad_packets > 100 && interleaved.is_empty() {
+                if bad_packets > 100 && frames == 0 {
                     return Err(undecodable(
                         name,
                         format!("no packet could be decoded ({e})"),
@@ -165,22 +232,13 @@ pub(crate) fn decode_with_limit(
             }
             Err(e) => return Err(undecodable(name, e)),
         }
-        if channels > 0 && interleaved.len() / channels > max_frames {
-            return Err(too_long(
-                name,
-                interleaved.len() as f64 / channels as f64 / f64::from(rate),
-                limit,
-            ));
-        }
     }
-    if channels == 0 || interleaved.is_empty() {
+    if channels == 0 || frames == 0 {
         return Err(EngineError::Empty(format!("{name} (no audio samples)")));
     }
-    let frames = (interleaved.len() / channels) as u64;
     let truncated = ended_early || declared_frames.is_some_and(|declared| frames < declared);
-    let samples = to_mono_16k(&interleaved, rate, channels)?;
     Ok(DecodedAudio {
-        samples,
+        samples: to_16k.finish()?,
         source_rate: rate,
         source_channels: channels,
         truncated,
@@ -189,14 +247,19 @@ pub(crate) fn decode_with_limit(
 
 /// Raw little-endian f32 PCM (as the recorder sends it over binary IPC), interleaved.
 pub fn from_pcm_f32(bytes: &[u8], rate: u32, channels: usize) -> Result<DecodedAudio, EngineError> {
+    pcm_with_limit(bytes, rate, channels, MAX_DURATION)
+}
+
+fn pcm_with_limit(
+    bytes: &[u8],
+    rate: u32,
+    channels: usize,
+    limit: Duration,
+) -> Result<DecodedAudio, EngineError> {
     if bytes.is_empty() {
         return Err(EngineError::Empty("the recording".into()));
     }
-    if rate == 0 || channels == 0 || channels > 32 {
-        return Err(EngineError::InvalidRequest(format!(
-            "{rate} Hz with {channels} channel(s) is not a valid PCM format"
-        )));
-    }
+    check_format("the recording", rate, channels)?;
     let frame = 4 * channels;
     if !bytes.len().is_multiple_of(frame) {
         return Err(undecodable(
@@ -208,22 +271,26 @@ pub fn from_pcm_f32(bytes: &[u8], rate: u32, channels: usize) -> Result<DecodedA
         ));
     }
     let seconds = (bytes.len() / frame) as f64 / f64::from(rate);
-    if seconds > MAX_DURATION.as_secs_f64() {
-        return Err(too_long("the recording", seconds, MAX_DURATION));
+    if seconds > limit.as_secs_f64() {
+        return Err(too_long("the recording", seconds, limit));
     }
-    let interleaved: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| {
+    let frames = (bytes.len() / frame) as u64;
+    let mut to_16k = MonoResampler::new(rate, Some(frames))?;
+    let mut interleaved = Vec::with_capacity(channels * 4096);
+    for chunk in bytes.chunks(frame * 4096) {
+        interleaved.clear();
+        interleaved.extend(chunk.chunks_exact(4).map(|b| {
             let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             if v.is_finite() {
                 v.clamp(-1.0, 1.0)
             } else {
                 0.0
             }
-        })
-        .collect();
+        }));
+        to_16k.push_interleaved(&interleaved, channels)?;
+    }
     Ok(DecodedAudio {
-        samples: to_mono_16k(&interleaved, rate, channels)?,
+        samples: to_16k.finish()?,
         source_rate: rate,
         source_channels: channels,
         truncated: false,
@@ -239,44 +306,166 @@ pub fn to_mono_16k(
     if channels == 0 {
         return Err(EngineError::InvalidRequest("zero channels".into()));
     }
-    let mono: Vec<f32> = if channels == 1 {
-        interleaved.to_vec()
-    } else {
-        interleaved
-            .chunks_exact(channels)
-            .map(|frame| frame.iter().sum::<f32>() / channels as f32)
-            .collect()
-    };
-    resample(&mono, rate, TARGET_RATE)
+    let frames = (interleaved.len() / channels) as u64;
+    let mut to_16k = MonoResampler::new(rate, Some(frames))?;
+    to_16k.push_interleaved(interleaved, channels)?;
+    to_16k.finish()
 }
 
 /// Band-limited resampling of mono audio (FFT-based, anti-aliased).
 pub fn resample(input: &[f32], from: u32, to: u32) -> Result<Vec<f32>, EngineError> {
-    if from == to || input.is_empty() {
-        return Ok(input.to_vec());
+    let mut resampler = StreamResampler::new(from, to, Some(input.len() as u64))?;
+    resampler.push(input)?;
+    resampler.finish()
+}
+
+/// Mixes interleaved packets to mono and resamples them to [`TARGET_RATE`] as they come.
+struct MonoResampler {
+    mono: Vec<f32>,
+    resampler: StreamResampler,
+}
+
+impl MonoResampler {
+    fn new(rate: u32, expected_frames: Option<u64>) -> Result<Self, EngineError> {
+        Ok(Self {
+            mono: Vec::new(),
+            resampler: StreamResampler::new(rate, TARGET_RATE, expected_frames)?,
+        })
     }
-    let failed = |e: &dyn std::fmt::Display| {
-        EngineError::Inference(format!("resampling {from} Hz to {to} Hz failed: {e}"))
-    };
-    let mut resampler =
-        FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1).map_err(|e| failed(&e))?;
-    let expected = (input.len() as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
-    let delay = resampler.output_delay();
-    let mut output = Vec::with_capacity(expected + delay + 2048);
-    let mut position = 0;
-    // Feed whole chunks, then zeros until the delayed tail has come out.
-    while output.len() < expected + delay {
-        let need = resampler.input_frames_next();
-        let mut chunk = vec![0.0f32; need];
-        if position < input.len() {
-            let take = need.min(input.len() - position);
-            chunk[..take].copy_from_slice(&input[position..position + take]);
-            position += take;
+
+    fn push_interleaved(
+        &mut self,
+        interleaved: &[f32],
+        channels: usize,
+    ) -> Result<(), EngineError> {
+        if channels == 1 {
+            return self.resampler.push(interleaved);
         }
-        let out = resampler.process(&[chunk], None).map_err(|e| failed(&e))?;
-        output.extend_from_slice(&out[0]);
+        self.mono.clear();
+        self.mono.extend(
+            interleaved
+                .chunks_exact(channels)
+                .map(|frame| frame.iter().sum::<f32>() / channels as f32),
+        );
+        self.resampler.push(&self.mono)
     }
-    Ok(output[delay..delay + expected].to_vec())
+
+    fn finish(self) -> Result<Vec<f32>, EngineError> {
+        self.resampler.finish()
+    }
+}
+
+/// An FFT resampler fed in pieces of any size: input waits in a chunk-sized buffer, the
+/// filter's delay is dropped as it comes out, and the output is trimmed to exactly
+/// `input × to / from` samples at the end.
+struct StreamResampler {
+    from: u32,
+    to: u32,
+    /// `None` when the rates are equal (a copy).
+    resampler: Option<FftFixedIn<f32>>,
+    pending: Vec<f32>,
+    /// Output samples still to drop (the filter's delay).
+    skip: usize,
+    input_frames: u64,
+    output: Vec<f32>,
+}
+
+impl StreamResampler {
+    fn new(from: u32, to: u32, expected_input: Option<u64>) -> Result<Self, EngineError> {
+        if from == 0 || to == 0 {
+            return Err(EngineError::InvalidRequest(format!(
+                "cannot resample {from} Hz to {to} Hz"
+            )));
+        }
+        let resampler = if from == to {
+            None
+        } else {
+            Some(
+                FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1)
+                    .map_err(|e| Self::failed(from, to, &e))?,
+            )
+        };
+        let skip = resampler.as_ref().map_or(0, |r| r.output_delay());
+        // Reserve the whole output once when the length is known (no doubling on growth).
+        let capacity = expected_input
+            .map(|n| Self::output_len(n, from, to))
+            .unwrap_or(0)
+            .min(MAX_DURATION.as_secs() * u64::from(to));
+        Ok(Self {
+            from,
+            to,
+            resampler,
+            pending: Vec::new(),
+            skip,
+            input_frames: 0,
+            output: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
+        })
+    }
+
+    fn failed(from: u32, to: u32, e: &dyn std::fmt::Display) -> EngineError {
+        EngineError::Inference(format!("resampling {from} Hz to {to} Hz failed: {e}"))
+    }
+
+    fn output_len(input: u64, from: u32, to: u32) -> u64 {
+        (u128::from(input) * u128::from(to))
+            .div_ceil(u128::from(from))
+            .try_into()
+            .unwrap_or(u64::MAX)
+    }
+
+    fn push(&mut self, input: &[f32]) -> Result<(), EngineError> {
+        self.input_frames += input.len() as u64;
+        if self.resampler.is_none() {
+            self.output.extend_from_slice(input);
+            return Ok(());
+        }
+        let mut rest = input;
+        while !rest.is_empty() {
+            let need = self.next_chunk_len() - self.pending.len();
+            let take = need.min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() == self.next_chunk_len() {
+                self.process_pending()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn next_chunk_len(&self) -> usize {
+        self.resampler.as_ref().map_or(0, |r| r.input_frames_next())
+    }
+
+    fn process_pending(&mut self) -> Result<(), EngineError> {
+        let (from, to) = (self.from, self.to);
+        let Some(resampler) = self.resampler.as_mut() else {
+            return Ok(());
+        };
+        let out = resampler
+            .process(&[&self.pending[..]], None)
+            .map_err(|e| Self::failed(from, to, &e))?;
+        self.pending.clear();
+        let produced = &out[0];
+        let dropped = self.skip.min(produced.len());
+        self.skip -= dropped;
+        self.output.extend_from_slice(&produced[dropped..]);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<f32>, EngineError> {
+        let expected = usize::try_from(Self::output_len(self.input_frames, self.from, self.to))
+            .map_err(|_| EngineError::InvalidRequest("the audio is too long".into()))?;
+        if self.resampler.is_some() && self.input_frames > 0 {
+            // Zeros flush the filter until the delayed tail has come out.
+            while self.output.len() < expected {
+                let need = self.next_chunk_len() - self.pending.len();
+                self.pending.resize(self.pending.len() + need, 0.0);
+                self.process_pending()?;
+            }
+        }
+        self.output.truncate(expected);
+        Ok(self.output)
+    }
 }
 
 #[cfg(test)]
@@ -418,10 +607,10 @@ mod tests {
         let err = decode_with_limit(two_seconds, "long.wav", None, Duration::from_secs(1))
             .expect_err("too long");
         assert!(matches!(err, EngineError::TooLarge { .. }), "{err}");
-        // Raw PCM longer than the limit (4 h at 1 Hz is 14 400 frames) is refused too.
-        let pcm = vec![0u8; 4 * 14_401];
+        // Raw PCM longer than the limit is refused too.
+        let pcm = vec![0u8; 4 * 8_001];
         assert!(matches!(
-            from_pcm_f32(&pcm, 1, 1),
+            pcm_with_limit(&pcm, 8_000, 1, Duration::from_secs(1)),
             Err(EngineError::TooLarge { .. })
         ));
     }
@@ -446,14 +635,98 @@ mod tests {
             from_pcm_f32(&[0; 7], 16_000, 1),
             Err(EngineError::Undecodable { .. })
         ));
-        assert!(matches!(
-            from_pcm_f32(&[0; 8], 0, 1),
-            Err(EngineError::InvalidRequest(_))
-        ));
+        for (rate, channels) in [(0, 1), (7_999, 1), (384_001, 1), (16_000, 0), (16_000, 33)] {
+            assert!(
+                matches!(
+                    from_pcm_f32(&[0; 8], rate, channels),
+                    Err(EngineError::InvalidRequest(_))
+                ),
+                "{rate} Hz, {channels} channels"
+            );
+        }
         let nan = f32::NAN.to_le_bytes();
         assert_eq!(
             from_pcm_f32(&nan, 16_000, 1).expect("sanitised").samples,
             vec![0.0]
         );
+    }
+
+    /// A PCM WAV header that declares whatever it likes, followed by `data` as its samples.
+    fn crafted_wav(rate: u32, channels: u16, data: &[u8]) -> Vec<u8> {
+        let bits = 16u16;
+        let block = channels.wrapping_mul(bits / 8);
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        v.extend_from_slice(b"WAVEfmt ");
+        v.extend_from_slice(&16u32.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&channels.to_le_bytes());
+        v.extend_from_slice(&rate.to_le_bytes());
+        v.extend_from_slice(&rate.wrapping_mul(u32::from(block)).to_le_bytes());
+        v.extend_from_slice(&block.to_le_bytes());
+        v.extend_from_slice(&bits.to_le_bytes());
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn a_header_with_an_impossible_rate_is_refused_before_anything_is_sized_from_it() {
+        // 2^31 - 1 Hz once asked the resampler for an FFT of about a billion points.
+        let data = vec![0u8; 4_000];
+        for rate in [i32::MAX as u32, 1, 7_999, 384_001, u32::MAX] {
+            let err = decode_bytes(crafted_wav(rate, 1, &data), "crafted.wav", Some("wav"))
+                .expect_err("refused");
+            assert!(
+                matches!(
+                    err,
+                    EngineError::InvalidRequest(_) | EngineError::Undecodable { .. }
+                ),
+                "{rate} Hz: {err:?}"
+            );
+        }
+        let err = decode_bytes(crafted_wav(i32::MAX as u32, 1, &data), "crafted.wav", None)
+            .expect_err("refused");
+        assert!(
+            matches!(err, EngineError::InvalidRequest(ref m) if m.contains("2147483647 Hz")),
+            "{err:?}"
+        );
+        // The limits themselves are accepted.
+        for rate in [8_000, 384_000] {
+            let audio = decode_bytes(crafted_wav(rate, 2, &data), "edge.wav", None)
+                .unwrap_or_else(|e| panic!("{rate} Hz: {e}"));
+            assert_eq!(audio.source_rate, rate);
+        }
+    }
+
+    #[test]
+    fn feeding_the_resampler_in_pieces_changes_nothing() {
+        let input: Vec<f32> = (0..44_100 * 2)
+            .map(|i| (i as f32 * 0.031).sin() * 0.4)
+            .collect();
+        let whole = resample(&input, 44_100, TARGET_RATE).expect("whole");
+        assert_eq!(whole.len(), 32_000);
+        let mut pieces = StreamResampler::new(44_100, TARGET_RATE, None).expect("new");
+        for piece in input.chunks(777) {
+            pieces.push(piece).expect("push");
+        }
+        assert_eq!(pieces.finish().expect("finish"), whole);
+        // Equal rates are a copy.
+        assert_eq!(resample(&input, 16_000, 16_000).expect("copy"), input);
+    }
+
+    #[test]
+    fn a_file_decodes_the_same_as_its_bytes() {
+        let bytes = wav(44_100, 2, 1.0, 440.0, (16, hound::SampleFormat::Int));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tone.wav");
+        std::fs::write(&path, &bytes).expect("write");
+        let from_file = decode_file(&path).expect("file");
+        let from_bytes = decode_bytes(bytes, "tone.wav", Some("wav")).expect("bytes");
+        assert_eq!(from_file, from_bytes);
+        std::fs::write(&path, b"").expect("write");
+        assert!(matches!(decode_file(&path), Err(EngineError::Empty(_))));
     }
 }

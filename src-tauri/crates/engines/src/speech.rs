@@ -90,9 +90,12 @@ pub fn inspect(path: &Path) -> Result<WhisperInfo, EngineError> {
         )));
     }
     // Every layer holds at least its attention weights: a file far smaller is truncated.
-    let min_bytes =
-        u64::from(n_audio_layer) * 4 * u64::from(n_audio_state) * u64::from(n_audio_state);
-    if len < min_bytes {
+    // Checked: a crafted width must not wrap the product around to a small number.
+    let min_bytes = u64::from(n_audio_layer)
+        .checked_mul(4)
+        .and_then(|b| b.checked_mul(u64::from(n_audio_state)))
+        .and_then(|b| b.checked_mul(u64::from(n_audio_state)));
+    if min_bytes.is_none_or(|min| len < min) {
         return Err(invalid(format!("it is only {len} bytes: truncated?")));
     }
     Ok(WhisperInfo {
@@ -410,6 +413,31 @@ pub fn word_error_rate(reference: &str, hypothesis: &str) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_whose_size_overflows_does_not_pass_as_a_small_model() {
+        // 48 bytes: a plausible header whose width (2^31) makes layers × 4 × width² wrap
+        // around u64. It must be refused, never taken for a model that fits in 48 bytes.
+        let words: [u32; 12] = [
+            GGML_MAGIC,
+            51_865,
+            1500,
+            1 << 31,
+            1,
+            32,
+            448,
+            1 << 31,
+            1,
+            1,
+            80,
+            1,
+        ];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), bytes).expect("write");
+        let err = inspect(file.path()).expect_err("refused");
+        assert!(matches!(err, EngineError::InvalidWeights { .. }), "{err}");
+    }
 
     #[test]
     fn word_error_rate_counts_edits_per_reference_word() {

@@ -28,6 +28,7 @@ pub struct WeightsInfo {
 }
 
 /// One tensor's entry in a safetensors header.
+#[derive(Debug)]
 struct Entry {
     dtype: String,
     shape: Vec<u64>,
@@ -88,14 +89,14 @@ fn read_header(path: &Path) -> Result<BTreeMap<String, Entry>, EngineError> {
                 .ok_or_else(|| invalid(path, format!("tensor {name} has no {key}")))
         };
         let dtype = field("dtype")?.as_str().unwrap_or_default().to_owned();
-        let shape: Vec<u64> = field("shape")?
-            .as_array()
-            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
-            .unwrap_or_default();
-        let offsets: Vec<u64> = field("data_offsets")?
-            .as_array()
-            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
-            .unwrap_or_default();
+        let numbers = |key: &str| -> Result<Vec<u64>, EngineError> {
+            field(key)?
+                .as_array()
+                .and_then(|a| a.iter().map(serde_json::Value::as_u64).collect())
+                .ok_or_else(|| invalid(path, format!("tensor {name} has a malformed {key}")))
+        };
+        let shape = numbers("shape")?;
+        let offsets = numbers("data_offsets")?;
         let [begin, end] = offsets[..] else {
             return Err(invalid(
                 path,
@@ -104,14 +105,19 @@ fn read_header(path: &Path) -> Result<BTreeMap<String, Entry>, EngineError> {
         };
         let elem = dtype_size(&dtype)
             .ok_or_else(|| invalid(path, format!("tensor {name} has unknown dtype {dtype}")))?;
-        let expected = shape.iter().product::<u64>() * elem;
-        if begin > end || end > data_len || end - begin != expected {
+        // Checked: a crafted shape must not wrap around to the tensor's real length.
+        let expected = shape
+            .iter()
+            .try_fold(elem, |bytes, &dim| bytes.checked_mul(dim));
+        if begin > end || end > data_len || Some(end - begin) != expected {
             return Err(invalid(
                 path,
                 format!("tensor {name} points outside the file or has the wrong length (truncated or corrupt?)"),
             ));
         }
-        covered += end - begin;
+        covered = covered
+            .checked_add(end - begin)
+            .ok_or_else(|| invalid(path, "tensors overlap (corrupt file)"))?;
         entries.insert(
             name.clone(),
             Entry {
@@ -236,4 +242,42 @@ pub fn write_random_weights(
     }
     varmap.save(path)?;
     inspect(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn safetensors(header: &str, data: usize) -> tempfile::NamedTempFile {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + data, 0);
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), bytes).expect("write");
+        file
+    }
+
+    #[test]
+    fn a_shape_whose_size_overflows_is_refused_not_wrapped() {
+        // 2^40 × 2^40 × 4 bytes wraps to 0 in u64: it must not pass as a 0-byte tensor.
+        let file = safetensors(
+            r#"{"w":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,0]}}"#,
+            0,
+        );
+        let err = read_header(file.path()).expect_err("refused");
+        assert!(matches!(err, EngineError::InvalidWeights { .. }), "{err}");
+        // A shape with something other than numbers in it is malformed, not skipped.
+        let file = safetensors(
+            r#"{"w":{"dtype":"F32","shape":["a",1],"data_offsets":[0,4]}}"#,
+            4,
+        );
+        let err = read_header(file.path()).expect_err("refused");
+        assert!(err.to_string().contains("malformed shape"), "{err}");
+        // The same tensor, honestly described, is read.
+        let file = safetensors(
+            r#"{"w":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]}}"#,
+            4,
+        );
+        assert_eq!(read_header(file.path()).expect("valid").len(), 1);
+    }
 }
