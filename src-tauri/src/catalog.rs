@@ -76,6 +76,15 @@ impl Slot {
         ModelKey::new(name).unwrap_or_else(|_| unreachable!("static key {name} is valid"))
     }
 
+    /// The task the slot serves (`None` for the VAD, which serves transcription's).
+    pub fn task(self) -> Option<Task> {
+        match self {
+            Slot::Transcription => Some(Task::Transcription),
+            Slot::Segmentation => Some(Task::Segmentation),
+            Slot::Vad => None,
+        }
+    }
+
     /// The slot of a core key.
     pub fn from_key(key: &ModelKey) -> Option<Slot> {
         Slot::ALL.into_iter().find(|s| s.key() == *key)

@@ -431,6 +431,62 @@ fn user_models_import_activate_survive_restart_and_fall_back_when_deleted() {
 }
 
 #[test]
+fn a_broken_active_user_model_falls_back_to_base_at_start_and_at_first_use() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let weights = dir.path().join("models/user/parts.safetensors");
+    let image = dir.path().join("img.png");
+    write_square_png(&image, 32);
+    let segment = |app: &TestApp| -> Value {
+        let opened: Value = app.ok("open_image_file", json!({ "path": image }));
+        app.ok("segment", json!({ "request": { "image_id": opened["image_id"], "points": [{ "x": 16.0, "y": 16.0, "foreground": true }], "bbox": null } }))
+    };
+    {
+        let app = TestApp::start(dir.path(), &[]);
+        app.ok::<Value>(
+            "import_model",
+            json!({ "path": sam_tiny_weights(), "displayName": "Parts" }),
+        );
+        app.ok::<Value>("load_user_model", json!({ "id": "parts" }));
+    }
+    // Damaged while Dormouse was closed: it starts anyway, on the base model, and says why.
+    let good = std::fs::read(&weights).expect("read");
+    std::fs::write(&weights, &good[..good.len() / 2]).expect("truncate");
+    {
+        let app = TestApp::start(dir.path(), &[]);
+        assert_eq!(app.model("segmentation")["model_id"], "sam-tiny");
+        let settings: Value = app.ok("get_settings", json!({}));
+        assert_eq!(
+            settings["notices"][0]["kind"], "user_model_unusable",
+            "{settings}"
+        );
+        let message = settings["notices"][0]["message"].as_str().expect("text");
+        assert!(message.contains("\"Parts\" cannot be used"), "{message}");
+        assert!(settings["settings"]["active_user_models"]["segmentation"].is_null());
+        assert_eq!(segment(&app)["model_id"], "sam-tiny");
+    }
+    // Repaired and active again; then its file vanishes while the app runs and the model is
+    // unloaded: the next request falls back to the base model with a notice, not an error.
+    std::fs::write(&weights, &good).expect("repair");
+    let app = TestApp::start(dir.path(), &[]);
+    app.ok::<Value>("load_user_model", json!({ "id": "parts" }));
+    assert_eq!(segment(&app)["model_id"], "user:parts");
+    app.ok::<Value>("manually_unload_model", json!({ "slot": "segmentation" }));
+    std::fs::remove_file(&weights).expect("rm");
+    assert_eq!(segment(&app)["model_id"], "sam-tiny");
+    let settings: Value = app.ok("get_settings", json!({}));
+    let kinds: Vec<&str> = settings["notices"]
+        .as_array()
+        .expect("notices")
+        .iter()
+        .filter_map(|n| n["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["user_model_missing"], "{settings}");
+    assert!(settings["settings"]["active_user_models"]["segmentation"].is_null());
+    assert_eq!(app.model("segmentation")["model_id"], "sam-tiny");
+}
+
+#[test]
 fn a_corrupt_user_model_changes_nothing() {
     let dir = tempfile::tempdir().expect("temp");
     install_models(&dir.path().join("models"), true);

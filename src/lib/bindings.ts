@@ -649,6 +649,11 @@ export type NoticeKind =
 "settings_reset" | 
 /**  The active user model's file was gone; the base model is used again. */
 "user_model_missing" | 
+/**
+ *  The active user model's file failed the check an import makes; the base model is
+ *  used again.
+ */
+"user_model_unusable" | 
 /**  An environment override was malformed and ignored. */
 "env_ignored";
 

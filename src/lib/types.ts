@@ -20,6 +20,7 @@ export type {
   DownloadErrorKind,
   DownloadFailure,
   DownloadPhase,
+  Notice,
   ModelStateView,
   OpenedImage,
   SegmentResult,

@@ -105,6 +105,9 @@ pub enum NoticeKind {
     SettingsReset,
     /// The active user model's file was gone; the base model is used again.
     UserModelMissing,
+    /// The active user model's file failed the check an import makes; the base model is
+    /// used again.
+    UserModelUnusable,
     /// An environment override was malformed and ignored.
     EnvIgnored,
 }
@@ -195,25 +198,8 @@ impl ModelsManager {
             let Some(id) = settings.get().active_user_models.get(task).cloned() else {
                 continue;
             };
-            let present = user_models.get(&id).is_some_and(|m| m.task == task);
-            if !present {
-                tracing::warn!(
-                    task = task.label(),
-                    id = id.as_str(),
-                    "active user model is gone; using the base model"
-                );
-                settings
-                    .update(|s| s.active_user_models.set(task, None))
-                    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
-                notices.push(Notice {
-                    kind: NoticeKind::UserModelMissing,
-                    message: format!(
-                        "Your custom {} model \"{}\" was not found in {}; Dormouse uses the base model again.",
-                        task.label(),
-                        id.as_str(),
-                        user_models.weights_path(&id, task).display()
-                    ),
-                });
+            if let Some(notice) = user_model_problem(&user_models, &id, task) {
+                notices.push(fall_back_to_base(&settings, task, notice));
             }
         }
         let config = env.apply(&settings.get());
@@ -268,11 +254,7 @@ impl ModelsManager {
     pub fn use_model(&self, slot: Slot) -> CommandResult<ModelUse> {
         self.ensure_installed(slot)?;
         let key = slot.key();
-        let cold = self
-            .core
-            .status()
-            .model(&key)
-            .is_none_or(|m| m.state != ModelState::Loaded);
+        let cold = !self.core.is_loaded(&key);
         let started = Instant::now();
         let lease = self.core.acquire(&key)?;
         let wait = started.elapsed();
@@ -324,7 +306,28 @@ impl ModelsManager {
     }
 
     /// Errors with [`CommandError::ModelNotInstalled`] when the slot's weights file is missing.
+    /// An active user model whose file vanished or fails its check (checked again before each
+    /// load, not while it is loaded) hands its task back to the base model first, with a
+    /// notice, as at start-up.
     pub fn ensure_installed(&self, slot: Slot) -> CommandResult<()> {
+        if let Some(task) = slot.task() {
+            if let Some(id) = self.settings.get().active_user_models.get(task).cloned() {
+                let loaded = self.core.is_loaded(&slot.key());
+                let problem = if loaded {
+                    (!self.user_models.weights_path(&id, task).is_file())
+                        .then(|| user_model_problem(&self.user_models, &id, task))
+                        .flatten()
+                } else {
+                    user_model_problem(&self.user_models, &id, task)
+                };
+                if let Some(notice) = problem {
+                    let notice = fall_back_to_base(&self.settings, task, notice);
+                    self.notices.lock().push(notice);
+                    self.apply_spec(slot)?;
+                    self.settings_changed();
+                }
+            }
+        }
         let spec = spec_for(&self.paths, &self.user_models, &self.settings.get(), slot);
         match spec.path.as_deref() {
             Some(path) if path.exists() => Ok(()),
@@ -805,6 +808,48 @@ fn spec_for(paths: &AppPaths, users: &UserModels, settings: &Settings, slot: Slo
         .and_then(|t| catalog::entry(settings.models.get(t)))
         .unwrap_or_else(|| catalog::default_for(slot));
     ModelSpec::with_path(entry.id, paths.model_file(entry.file_name))
+}
+
+/// Why user model `id` cannot serve `task`, as the notice to show, or `None` when it can:
+/// its files are there and its weights pass the check an import makes.
+fn user_model_problem(users: &UserModels, id: &UserModelId, task: Task) -> Option<Notice> {
+    let path = users.weights_path(id, task);
+    let Some(meta) = users.get(id).filter(|m| m.task == task) else {
+        return Some(Notice {
+            kind: NoticeKind::UserModelMissing,
+            message: format!(
+                "Your custom {} model \"{}\" was not found in {}; Dormouse uses the base model again.",
+                task.label(),
+                id.as_str(),
+                path.display()
+            ),
+        });
+    };
+    let error = validate_weights(&path, task).err()?;
+    Some(Notice {
+        kind: NoticeKind::UserModelUnusable,
+        message: format!(
+            "Your custom {} model \"{}\" cannot be used ({}); Dormouse uses the base model again. Its file is still in {}.",
+            task.label(),
+            meta.display_name,
+            error.message(),
+            path.display()
+        ),
+    })
+}
+
+/// Makes `task` use its base model again because of `notice`, saving that if the settings
+/// file can be written and keeping it for this session if not (never an error: the app must
+/// start and serve requests either way). Returns the notice, with the saving problem added.
+fn fall_back_to_base(settings: &SettingsStore, task: Task, mut notice: Notice) -> Notice {
+    tracing::warn!(task = task.label(), reason = %notice.message, "active user model unusable; using the base model");
+    if let Some(error) = settings.update_or_keep_unsaved(|s| s.active_user_models.set(task, None)) {
+        notice.message.push_str(&format!(
+            " This could not be saved ({}), so it applies until Dormouse quits.",
+            error.message()
+        ));
+    }
+    notice
 }
 
 /// Checks a weights file is a model for `task` before anything loads it.

@@ -74,7 +74,7 @@ impl Default for MemorySettings {
     fn default() -> Self {
         Self {
             strategy: StrategyChoice::Auto,
-            custom_timeout_secs: 600,
+            custom_timeout_secs: 300,
             timer_scope: TimerScopeChoice::AllTogether,
             pinned: Vec::new(),
             memory_budget_mib: None,
@@ -406,6 +406,21 @@ impl SettingsStore {
         Ok(next)
     }
 
+    /// [`Self::update`], and when the file cannot be written, the change is kept for this
+    /// session anyway (a fallback the app must not refuse to start over). Returns the error
+    /// saving met, if any.
+    pub fn update_or_keep_unsaved(&self, change: impl Fn(&mut Settings)) -> Option<CommandError> {
+        match self.update(&change) {
+            Ok(_) => None,
+            Err(error) => {
+                let mut current = self.current.lock();
+                change(&mut current);
+                tracing::warn!(%error, "settings change kept for this session only");
+                Some(error)
+            }
+        }
+    }
+
     /// Where the settings live.
     pub fn path(&self) -> &Path {
         &self.path
@@ -498,6 +513,21 @@ fn tempfile_in(dir: &Path) -> std::io::Result<TempFile> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_change_that_cannot_be_saved_is_kept_for_the_session() {
+        let dir = tempfile::tempdir().expect("temp");
+        let folder = dir.path().join("config");
+        let (store, _) = SettingsStore::open(folder.join("settings.json"));
+        // The settings folder becomes a file: nothing can be written there any more.
+        fs::write(&folder, b"in the way").expect("block");
+        let error = store
+            .update_or_keep_unsaved(|s| s.show_memory_usage = false)
+            .expect("saving failed");
+        assert!(error.message().contains("could not save"), "{error:?}");
+        assert!(!store.get().show_memory_usage, "kept in memory");
+        assert!(store.update(|s| s.show_memory_usage = true).is_err());
+    }
+
     fn store_in(dir: &Path) -> (SettingsStore, Option<SettingsWarning>) {
         SettingsStore::open(dir.join("settings.json"))
     }
@@ -508,6 +538,21 @@ mod tests {
         let (store, warning) = store_in(dir.path());
         assert_eq!(store.get(), Settings::default());
         assert!(warning.is_none());
+    }
+
+    #[test]
+    fn the_custom_timeout_starts_at_five_minutes_as_auto_does() {
+        let fresh = Settings::default().memory;
+        assert_eq!(fresh.custom_timeout_secs, 300);
+        let custom = MemorySettings {
+            strategy: StrategyChoice::Custom,
+            ..fresh
+        };
+        assert_eq!(
+            custom.strategy(),
+            Strategy::Custom(Strategy::AUTO_TIMEOUT),
+            "choosing Custom without touching the timeout behaves like Auto"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ export function settingsView(over: Partial<SettingsView> = {}): SettingsView {
   return {
     settings: {
       schema_version: 1,
-      memory: { strategy: "auto", custom_timeout_secs: 600, timer_scope: "all_together", pinned: [], memory_budget_mib: null },
+      memory: { strategy: "auto", custom_timeout_secs: 300, timer_scope: "all_together", pinned: [], memory_budget_mib: null },
       preload_on_startup: false,
       show_memory_usage: true,
       models: { transcription: "whisper-base", segmentation: "sam-tiny" },

@@ -474,6 +474,17 @@ impl ModelManager {
         }
     }
 
+    /// Whether `key`'s model is loaded now (one lock, no snapshot). `false` for an unknown key.
+    pub fn is_loaded(&self, key: &ModelKey) -> bool {
+        let Ok((idx, _)) = self.shared.lookup(key) else {
+            return false;
+        };
+        matches!(
+            self.shared.state.lock().slots[idx].phase,
+            Phase::Loaded { .. }
+        )
+    }
+
     /// Every status change from now on, as typed events. The receiver may be dropped at any time.
     pub fn subscribe(&self) -> Receiver<ManagerEvent> {
         let (tx, rx) = channel();
