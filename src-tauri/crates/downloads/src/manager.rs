@@ -328,16 +328,26 @@ impl DownloadManager {
         all
     }
 
-    /// Stops every download, keeping the partial files so the next request resumes them, and
-    /// waits for the workers to finish (on quit).
-    pub fn shutdown(&self) {
+    /// Tells every download to stop as for a quit (see [`Self::shutdown`]) without waiting.
+    pub fn request_shutdown(&self) {
+        self.stop_all_for_quit();
+    }
+
+    fn stop_all_for_quit(&self) -> Vec<Arc<Job>> {
         let jobs: Vec<Arc<Job>> = self.shared.jobs.lock().values().cloned().collect();
         for job in &jobs {
             let _ =
                 job.stop
                     .compare_exchange(RUNNING, SHUTDOWN, Ordering::SeqCst, Ordering::SeqCst);
         }
-        for job in jobs {
+        jobs
+    }
+
+    /// Stops every download and waits for the workers to finish (on quit). What was fetched
+    /// is kept, whether it was arriving, being verified or being unpacked, so the next
+    /// request resumes it (a complete file is verified again, not fetched again).
+    pub fn shutdown(&self) {
+        for job in self.stop_all_for_quit() {
             let _ = DownloadHandle { job, joined: true }.wait();
         }
     }
@@ -379,7 +389,21 @@ struct Worker {
 impl Worker {
     fn run(mut self) {
         let partial = partial_path(&self.dest);
-        let outcome = self.download(&partial);
+        // A panic must still end the job (as failed): callers wait on it, and quitting
+        // waits for every job.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.download(&partial)))
+                .unwrap_or_else(|panic| {
+                    let reason = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown cause".into());
+                    tracing::error!(url = self.artifact.url, %reason, "download worker panicked");
+                    Err(DownloadError::Invalid(format!(
+                        "the download stopped on an internal error ({reason})"
+                    )))
+                });
         let stop = self.job.stop.load(Ordering::SeqCst);
         match &outcome {
             Ok(_) => self.update(true, |s| {
@@ -493,8 +517,10 @@ impl Worker {
             s.error = None;
             s.eta_secs = None;
         });
+        // Stopped here, the file stays (a quit keeps it; a cancel removes it in `run`).
         let (actual, length) = match self.sha256(partial) {
             Ok(found) => found,
+            Err(DownloadError::Cancelled) => return Err(DownloadError::Cancelled),
             Err(error) => {
                 let _ = fs::remove_file(partial);
                 return Err(error);
@@ -531,7 +557,10 @@ impl Worker {
                 let result = archive::unpack_tar_gz(partial, &self.dest, &|| {
                     job.stop.load(Ordering::SeqCst) != RUNNING
                 });
-                let _ = fs::remove_file(partial);
+                // A stopped unpack keeps the verified archive (see `run`); a broken one goes.
+                if !matches!(result, Err(DownloadError::Cancelled)) {
+                    let _ = fs::remove_file(partial);
+                }
                 result?;
             }
         }

@@ -82,7 +82,10 @@ pub(crate) fn fetch(
                 }
             }
         }
-        416 if expected == Some(offset) => return Ok(offset),
+        // Everything is here already (a quit during verification): nothing to fetch.
+        416 if expected.or_else(|| unsatisfiable_total(&response)) == Some(offset) => {
+            return Ok(offset)
+        }
         416 => {
             restart(partial)?;
             return Err(AttemptError::Retry(http(status, url)));
@@ -220,4 +223,17 @@ mod tests {
         assert_eq!(parse_content_range("items 1-2/3"), None);
         assert_eq!(parse_content_range("bytes x-9/10"), None);
     }
+}
+
+/// The full size a 416 answer states (`Content-Range: bytes */N`).
+fn unsatisfiable_total(response: &reqwest::blocking::Response) -> Option<u64> {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes */")?
+        .trim()
+        .parse()
+        .ok()
 }

@@ -514,3 +514,152 @@ fn quitting_keeps_what_arrived_and_the_next_start_resumes_it() {
     assert_eq!(fs::read(&dest).expect("read"), *body);
     assert_eq!(server.seen().last().and_then(|s| s.range_start), Some(kept));
 }
+
+/// A manager whose sink holds the worker at `phase` until the test says go, so a quit can
+/// land exactly there.
+fn held_at(
+    phase: Phase,
+) -> (
+    DownloadManager,
+    std::sync::mpsc::Receiver<()>,
+    Arc<std::sync::Barrier>,
+) {
+    let (reached, at_phase) = std::sync::mpsc::channel();
+    let reached = Mutex::new(Some(reached));
+    let go = Arc::new(std::sync::Barrier::new(2));
+    let release = go.clone();
+    let manager = DownloadManager::new(
+        fast_options(),
+        Arc::new(SystemSpace),
+        Arc::new(move |s: &DownloadStatus| {
+            if s.phase == phase {
+                if let Some(tx) = reached.lock().take() {
+                    let _ = tx.send(());
+                    release.wait();
+                }
+            }
+        }),
+    );
+    (manager, at_phase, go)
+}
+
+#[test]
+fn quitting_during_verification_keeps_the_file_and_the_next_start_fetches_nothing() {
+    let body = bytes(1 << 20, 21);
+    let served = body.clone();
+    let server = Server::start(move |_, _| Reply::file(&served));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("model.bin");
+    // Sizes both known (the catalog's) and unknown (the server's 416 says it).
+    for known_size in [true, false] {
+        let _ = fs::remove_file(&dest);
+        let mut a = artifact(server.url("model.bin"), &body);
+        if !known_size {
+            a.bytes = None;
+        }
+        let (first, at_verifying, go) = held_at(Phase::Verifying);
+        let handle = first.start("m", a.clone(), dest.clone()).expect("start");
+        at_verifying.recv().expect("reached verification");
+        first.request_shutdown();
+        go.wait();
+        first.shutdown();
+        assert_eq!(handle.wait(), Err(DownloadError::Cancelled));
+        assert_eq!(
+            fs::read(partial_path(&dest)).expect("the finished file was kept"),
+            *body
+        );
+        let before = server.seen().len();
+        let second = DownloadManager::new(fast_options(), Arc::new(SystemSpace), Arc::new(|_| {}));
+        second
+            .start("m", a, dest.clone())
+            .expect("start")
+            .wait()
+            .expect("verified and moved into place");
+        assert_eq!(fs::read(&dest).expect("read"), *body);
+        let seen = server.seen();
+        assert_eq!(seen.len(), before + 1, "one request");
+        assert_eq!(
+            seen.last().and_then(|s| s.range_start),
+            Some(body.len() as u64),
+            "asked only for what comes after the end"
+        );
+    }
+}
+
+#[test]
+fn quitting_during_unpacking_keeps_the_archive_and_the_next_start_unpacks_it() {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(7);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "model/encoder.onnx", &b"weights"[..])
+        .expect("append");
+    let archive = Arc::new(builder.into_inner().expect("tar").finish().expect("gz"));
+    let served = archive.clone();
+    let server = Server::start(move |_, _| Reply::file(&served));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dest = dir.path().join("model");
+    let mut a = artifact(server.url("model.tar.gz"), &archive);
+    a.unpack = Unpack::TarGz;
+    let (first, at_unpacking, go) = held_at(Phase::Unpacking);
+    let handle = first.start("m", a.clone(), dest.clone()).expect("start");
+    at_unpacking.recv().expect("reached unpacking");
+    first.request_shutdown();
+    go.wait();
+    first.shutdown();
+    assert_eq!(handle.wait(), Err(DownloadError::Cancelled));
+    assert!(!dest.exists(), "no half-unpacked folder");
+    assert_eq!(
+        fs::read(partial_path(&dest)).expect("archive kept"),
+        *archive
+    );
+    let second = DownloadManager::new(fast_options(), Arc::new(SystemSpace), Arc::new(|_| {}));
+    second
+        .start("m", a, dest.clone())
+        .expect("start")
+        .wait()
+        .expect("unpacked");
+    assert_eq!(
+        fs::read(dest.join("encoder.onnx")).expect("encoder"),
+        b"weights"
+    );
+    assert_eq!(left_in(dir.path()), ["model"]);
+}
+
+struct PanickingSpace;
+
+impl SpaceProbe for PanickingSpace {
+    fn available(&self, _: &Path) -> std::io::Result<u64> {
+        panic!("probe exploded")
+    }
+}
+
+#[test]
+fn a_panicking_worker_ends_its_job_as_failed_and_quitting_does_not_hang() {
+    let body = bytes(1024, 22);
+    let served = body.clone();
+    let server = Server::start(move |_, _| Reply::file(&served));
+    let rig = rig_with(fast_options(), Arc::new(PanickingSpace));
+    let dest = rig.dir.path().join("model.bin");
+    let handle = rig
+        .manager
+        .start("m", artifact(server.url("model.bin"), &body), dest.clone())
+        .expect("start");
+    let error = handle.wait().expect_err("failed");
+    assert!(error.to_string().contains("probe exploded"), "{error}");
+    assert_eq!(handle.status().phase, Phase::Failed);
+    assert!(rig.manager.active().is_empty(), "the job ended");
+    rig.manager.shutdown();
+    // A later request starts afresh (and fails the same way, not by joining a dead job).
+    let again = rig
+        .manager
+        .start("m", artifact(server.url("model.bin"), &body), dest)
+        .expect("start");
+    assert!(!again.joined);
+    assert!(again.wait().is_err());
+}
