@@ -455,11 +455,6 @@ impl ModelsManager {
         Ok(self.user_info(&meta))
     }
 
-    /// The weights file `slot` loads now (the active user model's, else the base model's).
-    pub fn spec_path(&self, slot: Slot) -> Option<std::path::PathBuf> {
-        self.current_spec(slot).path.map(|p| p.to_path_buf())
-    }
-
     /// Records a model trained in Dormouse: `write` writes its weights (atomically) to the
     /// path it is given. It is not made active (see [`Self::load_user_model`]).
     pub fn add_trained_model(

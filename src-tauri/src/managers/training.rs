@@ -355,17 +355,15 @@ impl Run {
         pairs: &[TrainingPair],
         options: &TrainOptions,
     ) -> CommandResult<TrainingOutcome> {
-        let base_path = self
-            .models
-            .spec_path(Slot::Segmentation)
-            .ok_or_else(|| CommandError::internal("the segmentation slot has no weights file"))?;
-        // The lease keeps the model loaded (no idle unload) for the whole run.
+        // The lease keeps the model loaded (no idle unload) for the whole run, and the base
+        // weights are those of the model it holds: a size switch meanwhile cannot mix them.
         let used = self.models.use_model(Slot::Segmentation)?;
         let base_model = self.models.model_id(Slot::Segmentation);
         let sam = used
             .lease
             .downcast::<SamModel>()
             .ok_or_else(|| CommandError::internal("the segmentation slot holds no SAM model"))?;
+        let base_path = sam.source().to_path_buf();
         let steps_started = Mutex::new(None::<Instant>);
         let tuned = training::fine_tune(sam, &base_path, pairs, options, &mut |progress| {
             match progress {

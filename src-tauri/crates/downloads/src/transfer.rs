@@ -209,6 +209,19 @@ fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     Some((start.trim().parse().ok()?, total))
 }
 
+/// The full size a 416 answer states (`Content-Range: bytes */N`).
+fn unsatisfiable_total(response: &reqwest::blocking::Response) -> Option<u64> {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes */")?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_content_range;
@@ -223,17 +236,4 @@ mod tests {
         assert_eq!(parse_content_range("items 1-2/3"), None);
         assert_eq!(parse_content_range("bytes x-9/10"), None);
     }
-}
-
-/// The full size a 416 answer states (`Content-Range: bytes */N`).
-fn unsatisfiable_total(response: &reqwest::blocking::Response) -> Option<u64> {
-    response
-        .headers()
-        .get(reqwest::header::CONTENT_RANGE)?
-        .to_str()
-        .ok()?
-        .strip_prefix("bytes */")?
-        .trim()
-        .parse()
-        .ok()
 }

@@ -158,6 +158,8 @@ fn segment_through_the_manager_then_reprompt_from_the_cache() {
 #[test]
 fn bad_prompts_are_clear_errors_and_keep_the_model_usable() {
     let model = SamModel::load(tiny_weights()).expect("loads");
+    // A fine-tune starts from the file the loaded model came from, not the slot's choice now.
+    assert_eq!(model.source(), tiny_weights());
     let image = scene();
     let err = model
         .segment(&image, &Prompt::default())

@@ -160,6 +160,8 @@ impl ModelLoader for SamLoader {
 pub struct SamModel {
     net: SamNet,
     size: SamSize,
+    /// The weights file it was loaded from.
+    source: std::path::PathBuf,
     weight_bytes: u64,
     cache: Mutex<Vec<CachedEmbedding>>,
 }
@@ -206,9 +208,16 @@ impl SamModel {
         Ok(Self {
             net,
             size: info.size,
+            source: path.to_path_buf(),
             weight_bytes: info.f32_bytes,
             cache: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The weights file this model was loaded from (what a fine-tune of it must start from,
+    /// whatever the slot's choice is by now).
+    pub fn source(&self) -> &Path {
+        &self.source
     }
 
     /// The architecture loaded.
