@@ -111,6 +111,10 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             "MIN_TRAINING_PAIRS",
             engines::segmentation::training::MIN_PAIRS as u32,
         )
+        .constant(
+            "MAX_TRAINING_PAIRS",
+            engines::segmentation::training::MAX_PAIRS as u32,
+        )
         .typ::<managers::segmentation::OpenedImage>()
         .typ::<training_set::TrainingExample>()
 }

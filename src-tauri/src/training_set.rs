@@ -15,8 +15,10 @@ use specta::Type;
 
 use crate::error::{CommandError, CommandResult};
 
-/// Most examples kept.
-pub const MAX_EXAMPLES: usize = 200;
+/// Most examples kept: as many as one training uses, so every example the set holds is
+/// trained on (one limit, checked when an example is added and before any image of a
+/// training is decoded).
+pub const MAX_EXAMPLES: usize = engines::segmentation::training::MAX_PAIRS;
 /// Long side of a thumbnail, pixels.
 const THUMBNAIL: u32 = 160;
 
@@ -66,6 +68,10 @@ impl TrainingSet {
 
     fn mask_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.mask.png"))
+    }
+
+    fn thumbnail_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.thumb.png"))
     }
 
     fn record_path(&self, id: &str) -> PathBuf {
@@ -151,6 +157,10 @@ impl TrainingSet {
         let written = (|| -> Result<(), String> {
             write_png(&pair.image, &self.image_path(&id))?;
             write_png(&mask, &self.mask_path(&id))?;
+            write_png(
+                &thumbnail_of(&pair.image, &pair.mask),
+                &self.thumbnail_path(&id),
+            )?;
             let json = serde_json::to_vec_pretty(&example).map_err(|e| e.to_string())?;
             let tmp = self.dir.join(format!(".{id}.json.tmp"));
             fs::write(&tmp, json)
@@ -206,6 +216,7 @@ impl TrainingSet {
             self.record_path(id),
             self.image_path(id),
             self.mask_path(id),
+            self.thumbnail_path(id),
         ] {
             let _ = fs::remove_file(path);
         }
@@ -230,33 +241,19 @@ impl TrainingSet {
             .collect()
     }
 
-    /// A small PNG of the example with its mask tinted, for the training page.
+    /// A small PNG of the example with its mask tinted, for the training page. Made once
+    /// (when the example is added, or on first request for older sets) and kept on disk, so
+    /// the page never decodes the full-size images.
     pub fn thumbnail(&self, id: &str) -> CommandResult<Vec<u8>> {
         self.get(id).ok_or_else(|| unknown(id))?;
+        if let Ok(png) = fs::read(self.thumbnail_path(id)) {
+            return Ok(png);
+        }
         let pair = TrainingPair::load(&self.image_path(id), &self.mask_path(id))?;
-        let (w, h) = pair.image.dimensions();
-        let tinted = RgbImage::from_fn(w, h, |x, y| {
-            let p = pair.image.get_pixel(x, y).0;
-            if pair.mask[(y * w + x) as usize] != 0 {
-                image::Rgb([
-                    ((u16::from(p[0]) + 109) / 2) as u8,
-                    ((u16::from(p[1]) + 79) / 2) as u8,
-                    ((u16::from(p[2]) + 194) / 2) as u8,
-                ])
-            } else {
-                image::Rgb(p)
-            }
-        });
-        let scale = f64::from(THUMBNAIL) / f64::from(w.max(h));
-        let small = if scale < 1.0 {
-            image::imageops::thumbnail(
-                &tinted,
-                ((f64::from(w) * scale).round() as u32).max(1),
-                ((f64::from(h) * scale).round() as u32).max(1),
-            )
-        } else {
-            tinted
-        };
+        let small = thumbnail_of(&pair.image, &pair.mask);
+        if let Err(e) = write_png(&small, &self.thumbnail_path(id)) {
+            tracing::warn!(id, error = %e, "could not keep the thumbnail");
+        }
         let mut png = Vec::new();
         small
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
@@ -295,6 +292,33 @@ impl TrainingSet {
             .max()
             .unwrap_or(0);
         format!("ex-{}", highest + 1)
+    }
+}
+
+/// The image, its mask tinted, scaled so its long side is [`THUMBNAIL`] pixels at most.
+fn thumbnail_of(image: &RgbImage, mask: &[u8]) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let tinted = RgbImage::from_fn(w, h, |x, y| {
+        let p = image.get_pixel(x, y).0;
+        if mask[(y * w + x) as usize] != 0 {
+            image::Rgb([
+                ((u16::from(p[0]) + 109) / 2) as u8,
+                ((u16::from(p[1]) + 79) / 2) as u8,
+                ((u16::from(p[2]) + 194) / 2) as u8,
+            ])
+        } else {
+            image::Rgb(p)
+        }
+    });
+    let scale = f64::from(THUMBNAIL) / f64::from(w.max(h));
+    if scale < 1.0 {
+        image::imageops::thumbnail(
+            &tinted,
+            ((f64::from(w) * scale).round() as u32).max(1),
+            ((f64::from(h) * scale).round() as u32).max(1),
+        )
+    } else {
+        tinted
     }
 }
 
@@ -347,6 +371,46 @@ mod tests {
         }
         // The next id never reuses a removed one while files remain.
         assert_eq!(set.add(pairs[0].clone()).expect("add").id, "ex-3");
+    }
+
+    #[test]
+    fn thumbnails_are_made_once_and_never_decode_the_full_image_again() {
+        let dir = tempfile::tempdir().expect("temp");
+        let set = TrainingSet::new(dir.path().join("training-set"));
+        let pair = synthetic_pairs(1, 4).remove(0);
+        let example = set.add(pair).expect("add");
+        let first = set.thumbnail(&example.id).expect("thumbnail");
+        // The full-size image is unreadable now: the thumbnail still comes, from its file.
+        fs::write(set.image_path(&example.id), b"damaged").expect("damage");
+        assert_eq!(set.thumbnail(&example.id).expect("cached"), first);
+        fs::write(set.image_path(&example.id), b"x").expect("keep it listed");
+        set.remove(&example.id).expect("remove");
+        assert!(
+            !set.thumbnail_path(&example.id).exists(),
+            "removed with its example"
+        );
+    }
+
+    #[test]
+    fn the_set_holds_at_most_what_one_training_uses() {
+        let dir = tempfile::tempdir().expect("temp");
+        let set = TrainingSet::new(dir.path().join("training-set"));
+        let pairs = synthetic_pairs(MAX_EXAMPLES + 1, 5);
+        for pair in &pairs[..MAX_EXAMPLES] {
+            set.add(pair.clone()).expect("add");
+        }
+        let refused = set
+            .add(pairs[MAX_EXAMPLES].clone())
+            .expect_err("one too many");
+        assert!(
+            matches!(refused, CommandError::InvalidDataset { .. }),
+            "{refused:?}"
+        );
+        assert_eq!(
+            MAX_EXAMPLES,
+            engines::segmentation::training::MAX_PAIRS,
+            "one limit"
+        );
     }
 
     #[test]

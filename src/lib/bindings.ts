@@ -82,6 +82,8 @@ export const DEFAULT_TRAINING_STEPS = 60 as const;
 
 export const MASK_PNG_COMMAND = "mask_png" as const;
 
+export const MAX_TRAINING_PAIRS = 64 as const;
+
 export const MIN_TRAINING_PAIRS = 2 as const;
 
 export const OPEN_IMAGE_COMMAND = "open_image" as const;

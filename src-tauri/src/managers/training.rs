@@ -167,6 +167,40 @@ impl TrainingManager {
         self.job.lock().as_ref().map(|job| job.view.lock().clone())
     }
 
+    /// The examples a training uses, checked against the limits before any image is
+    /// decoded: the ones chosen, or the whole set (the newest [`training::MAX_PAIRS`] of a
+    /// set an older version let grow larger).
+    fn examples_to_use(&self, chosen: Option<&[String]>) -> CommandResult<Vec<String>> {
+        let ids: Vec<String> = match chosen {
+            Some(ids) => ids.to_vec(),
+            None => {
+                let all = self.set.list();
+                let skip = all.len().saturating_sub(training::MAX_PAIRS);
+                all.into_iter().skip(skip).map(|e| e.id).collect()
+            }
+        };
+        if ids.len() > training::MAX_PAIRS {
+            return Err(CommandError::InvalidDataset {
+                message: format!(
+                    "{} examples chosen; one training uses at most {}",
+                    ids.len(),
+                    training::MAX_PAIRS
+                ),
+            });
+        }
+        if ids.len() < training::MIN_PAIRS {
+            return Err(CommandError::InvalidDataset {
+                message: format!(
+                    "{} example{} in the training set; training needs at least {} image + mask pairs",
+                    ids.len(),
+                    if ids.len() == 1 { "" } else { "s" },
+                    training::MIN_PAIRS
+                ),
+            });
+        }
+        Ok(ids)
+    }
+
     /// Validates the request and the examples, then starts training on its own thread and
     /// returns at once. Refused while another job runs; bad examples are refused here, before
     /// anything loads.
@@ -189,12 +223,12 @@ impl TrainingManager {
         if let Some(handle) = finished {
             let _ = handle.join();
         }
-        let ids = request.example_ids.clone().unwrap_or_default();
         if request.example_ids.as_ref().is_some_and(Vec::is_empty) {
             return Err(CommandError::InvalidDataset {
                 message: "no examples chosen; pick at least 2 image + mask pairs".into(),
             });
         }
+        let ids = self.examples_to_use(request.example_ids.as_deref())?;
         let pairs = self.set.load(&ids)?;
         training::check_dataset(&pairs)?;
         self.models.ensure_installed(Slot::Segmentation)?;

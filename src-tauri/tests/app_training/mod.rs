@@ -59,6 +59,55 @@ fn user_files(app: &TestApp) -> Vec<String> {
 }
 
 #[test]
+fn more_examples_than_one_training_uses_are_refused_before_any_image_is_decoded() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    // A set an older version let grow to 65, whose images are not even images: any decode
+    // would fail with a decoding error, so an error about the count proves none happened.
+    let set = dir.path().join("models/training-set");
+    std::fs::create_dir_all(&set).expect("dir");
+    for n in 1..=65 {
+        let id = format!("ex-{n}");
+        let record = json!({ "id": id, "name": format!("{id}.png"), "width": 8, "height": 8, "mask_pixels": 4, "added_at_ms": n });
+        std::fs::write(set.join(format!("{id}.json")), record.to_string()).expect("record");
+        std::fs::write(set.join(format!("{id}.png")), b"not a png").expect("image");
+        std::fs::write(set.join(format!("{id}.mask.png")), b"not a png").expect("mask");
+    }
+    let app = TestApp::start(dir.path(), &[]);
+    let ids: Vec<String> = (1..=65).map(|n| format!("ex-{n}")).collect();
+    let (kind, error) = app.err(
+        "start_training",
+        json!({ "request": { "example_ids": ids } }),
+    );
+    assert_eq!(kind, "invalid_dataset", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("message")
+            .contains("at most 64"),
+        "{error}"
+    );
+    // The whole set: the newest 64 are used, so the limit passes and the decode is what fails.
+    let (_, error) = app.err("start_training", json!({ "request": {} }));
+    let message = error["message"].as_str().expect("message");
+    assert!(!message.contains("at most"), "{message}");
+    // And the set takes no 66th example.
+    let pairs = write_synthetic_pairs(&dir.path().join("pairs"), 1, 3).expect("pairs");
+    let (kind, error) = app.err(
+        "add_training_files",
+        json!({ "imagePath": pairs[0].0, "maskPath": pairs[0].1 }),
+    );
+    assert_eq!(kind, "invalid_dataset", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("message")
+            .contains("already holds 64"),
+        "{error}"
+    );
+}
+
+#[test]
 fn bad_training_sets_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().expect("temp");
     install_models(&dir.path().join("models"), true);
