@@ -310,11 +310,13 @@ fn env_overrides_win_at_startup_and_are_shown() {
         &[
             ("MODEL_INACTIVITY_TIMEOUT", "3"),
             ("MODEL_CHECK_INTERVAL", "0.5"),
+            ("MODEL_LOAD_TIMEOUT", "120"),
         ],
     );
     let settings: Value = app.ok("get_settings", json!({}));
     assert_eq!(settings["env_overrides"]["inactivity_timeout_secs"], 3.0);
     assert_eq!(settings["env_overrides"]["check_interval_secs"], 0.5);
+    assert_eq!(settings["env_overrides"]["load_timeout_secs"], 120.0);
     assert_eq!(
         app.app
             .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>()
@@ -322,6 +324,14 @@ fn env_overrides_win_at_startup_and_are_shown() {
             .config()
             .strategy,
         model_manager::Strategy::Custom(std::time::Duration::from_secs(3))
+    );
+    assert_eq!(
+        app.app
+            .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>()
+            .core()
+            .config()
+            .load_timeout,
+        std::time::Duration::from_secs(120)
     );
     drop(app);
     let bad = TestApp::start(dir.path(), &[("MODEL_INACTIVITY_TIMEOUT", "soon")]);

@@ -365,6 +365,8 @@ export type EnvOverrides_Deserialize = {
 	inactivity_timeout_secs?: number | null,
 	/**  `MODEL_CHECK_INTERVAL` in seconds. */
 	check_interval_secs?: number | null,
+	/**  `MODEL_LOAD_TIMEOUT` in seconds: the longest a load may take before it fails. */
+	load_timeout_secs?: number | null,
 	/**  A malformed variable that was ignored, with why. */
 	error?: string | null,
 };
@@ -378,6 +380,8 @@ export type EnvOverrides_Serialize = {
 	inactivity_timeout_secs: number | null,
 	/**  `MODEL_CHECK_INTERVAL` in seconds. */
 	check_interval_secs: number | null,
+	/**  `MODEL_LOAD_TIMEOUT` in seconds: the longest a load may take before it fails. */
+	load_timeout_secs: number | null,
 	/**  A malformed variable that was ignored, with why. */
 	error: string | null,
 };

@@ -243,12 +243,14 @@ pub struct EnvOverrides {
     pub inactivity_timeout_secs: Option<f64>,
     /// `MODEL_CHECK_INTERVAL` in seconds.
     pub check_interval_secs: Option<f64>,
+    /// `MODEL_LOAD_TIMEOUT` in seconds: the longest a load may take before it fails.
+    pub load_timeout_secs: Option<f64>,
     /// A malformed variable that was ignored, with why.
     pub error: Option<String>,
 }
 
 impl EnvOverrides {
-    /// Reads the two variables through `lookup`; malformed values are reported, not applied.
+    /// Reads the three variables through `lookup`; malformed values are reported, not applied.
     pub fn read(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let mut probe = ManagerConfig::default();
         match probe.apply_env_overrides(&lookup) {
@@ -261,6 +263,8 @@ impl EnvOverrides {
                 }),
                 check_interval_secs: lookup("MODEL_CHECK_INTERVAL")
                     .map(|_| probe.check_interval.as_secs_f64()),
+                load_timeout_secs: lookup("MODEL_LOAD_TIMEOUT")
+                    .map(|_| probe.load_timeout.as_secs_f64()),
                 error: None,
             },
             Err(error) => Self {
@@ -315,6 +319,9 @@ impl EnvOverrides {
         }
         if let Some(secs) = self.check_interval_secs {
             config.check_interval = Duration::from_secs_f64(secs);
+        }
+        if let Some(secs) = self.load_timeout_secs {
+            config.load_timeout = Duration::from_secs_f64(secs);
         }
         config
     }

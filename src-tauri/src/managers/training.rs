@@ -167,8 +167,8 @@ impl TrainingManager {
         self.job.lock().as_ref().map(|job| job.view.lock().clone())
     }
 
-    /// The examples a training uses, checked against the limits before any image is
-    /// decoded: the ones chosen, or the whole set (the newest [`training::MAX_PAIRS`] of a
+    /// The examples a training uses, checked against the upper limit before any image is
+    /// decoded (too few, or unknown ids, are refused by the load that follows): the ones chosen, or the whole set (the newest [`training::MAX_PAIRS`] of a
     /// set an older version let grow larger).
     fn examples_to_use(&self, chosen: Option<&[String]>) -> CommandResult<Vec<String>> {
         let ids: Vec<String> = match chosen {
@@ -185,16 +185,6 @@ impl TrainingManager {
                     "{} examples chosen; one training uses at most {}",
                     ids.len(),
                     training::MAX_PAIRS
-                ),
-            });
-        }
-        if ids.len() < training::MIN_PAIRS {
-            return Err(CommandError::InvalidDataset {
-                message: format!(
-                    "{} example{} in the training set; training needs at least {} image + mask pairs",
-                    ids.len(),
-                    if ids.len() == 1 { "" } else { "s" },
-                    training::MIN_PAIRS
                 ),
             });
         }

@@ -48,7 +48,7 @@ describe("SettingsPanel", () => {
   });
 
   it("shows environment overrides as such", async () => {
-    backend({ env_overrides: { inactivity_timeout_secs: 3, check_interval_secs: null, error: null } });
+    backend({ env_overrides: { inactivity_timeout_secs: 3, check_interval_secs: null, load_timeout_secs: null, error: null } });
     await renderWithStores(SettingsPanel);
     expect(screen.getByTestId("env-override").textContent).toContain("MODEL_INACTIVITY_TIMEOUT=3");
   });

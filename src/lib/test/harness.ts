@@ -45,7 +45,7 @@ export function settingsView(over: Partial<SettingsView> = {}): SettingsView {
       active_user_models: { transcription: null, segmentation: null },
       recently_used: [],
     },
-    env_overrides: { inactivity_timeout_secs: null, check_interval_secs: null, error: null },
+    env_overrides: { inactivity_timeout_secs: null, check_interval_secs: null, load_timeout_secs: null, error: null },
     notices: [],
     settings_path: "/home/u/.config/app.dormouse.desktop/settings.json",
     models_dir: "/home/u/.local/share/app.dormouse.desktop/models",

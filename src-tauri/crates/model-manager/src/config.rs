@@ -83,6 +83,11 @@ pub struct ManagerConfig {
     /// Longest the idle checker sleeps while any model has a deadline (serialised in milliseconds).
     #[serde(with = "millis")]
     pub check_interval: Duration,
+    /// Longest a load may take (serialised in milliseconds). A load still running then fails
+    /// with a clear error, its cancel token is set, and whatever it returns later is dropped
+    /// at once, so a hung engine never holds a slot or its memory for good.
+    #[serde(with = "millis")]
+    pub load_timeout: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -94,6 +99,7 @@ impl Default for ManagerConfig {
             preload: Vec::new(),
             memory_budget_bytes: None,
             check_interval: Self::DEFAULT_CHECK_INTERVAL,
+            load_timeout: Self::DEFAULT_LOAD_TIMEOUT,
         }
     }
 }
@@ -105,6 +111,10 @@ impl ManagerConfig {
     pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(10);
     /// Longest check interval accepted.
     pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+    /// Default bound on a load (ViT-H from a slow disk in a debug build fits well within it).
+    pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// Shortest load timeout accepted.
+    pub const MIN_LOAD_TIMEOUT: Duration = Duration::from_millis(10);
 
     /// The strategy that applies to `key`.
     pub fn strategy_for(&self, key: &ModelKey) -> Strategy {
@@ -143,6 +153,13 @@ impl ManagerConfig {
                 self.check_interval.as_millis()
             )));
         }
+        if self.load_timeout < Self::MIN_LOAD_TIMEOUT {
+            return Err(ManagerError::InvalidConfig(format!(
+                "load timeout must be at least {}ms (got {}ms)",
+                Self::MIN_LOAD_TIMEOUT.as_millis(),
+                self.load_timeout.as_millis()
+            )));
+        }
         if self.memory_budget_bytes == Some(0) {
             return Err(ManagerError::InvalidConfig(
                 "memory budget must be more than 0 bytes (leave it unset for no budget)".into(),
@@ -169,6 +186,9 @@ impl ManagerConfig {
         }
         if let Some(raw) = lookup("MODEL_CHECK_INTERVAL") {
             next.check_interval = parse_secs("MODEL_CHECK_INTERVAL", &raw)?;
+        }
+        if let Some(raw) = lookup("MODEL_LOAD_TIMEOUT") {
+            next.load_timeout = parse_secs("MODEL_LOAD_TIMEOUT", &raw)?;
         }
         next.validate()?;
         *self = next;

@@ -124,3 +124,23 @@ fn dropping_the_manager_shuts_it_down() {
     drop(manager);
     assert_eq!(loader.live(), 0);
 }
+
+#[test]
+fn checker_fails_a_hung_load_at_its_timeout_on_its_own() {
+    let loader = TestLoader::new(1);
+    let gate = loader.hold_next(false);
+    let config = ManagerConfig {
+        load_timeout: Duration::from_millis(50),
+        check_interval: Duration::from_secs(60), // the load's deadline, not the interval, wakes it
+        ..Default::default()
+    };
+    let manager = real_manager(config, &loader);
+    let error = manager.acquire(&key("stt")).expect_err("timed out");
+    assert!(error.to_string().contains("load timeout"), "{error}");
+    assert_eq!(manager.status().models[0].state, ModelState::Failed);
+    gate.open();
+    eventually("late result dropped", || {
+        manager.stats().loads_discarded == 1
+    });
+    assert_eq!(loader.live(), 0);
+}

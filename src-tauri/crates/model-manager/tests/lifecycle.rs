@@ -1084,3 +1084,78 @@ fn while_unloaded_refuses_a_loaded_leased_or_loading_model_and_blocks_loads_whil
         .expect("loads afterwards");
     assert_eq!(loader.loads(), loads_before + 1);
 }
+
+#[test]
+fn a_load_past_its_timeout_fails_clearly_and_its_late_result_is_dropped() {
+    let loader = TestLoader::new(100);
+    let config = ManagerConfig {
+        load_timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let (manager, clock) = manual_manager(config, &[("stt", &loader)]);
+    let manager = Arc::new(manager);
+    // An engine that hangs and ignores its cancel token.
+    let gate = loader.hold_next(false);
+    let waiter = {
+        let manager = manager.clone();
+        std::thread::spawn(move || manager.acquire(&key("stt")).map(drop))
+    };
+    gate.wait_for_waiters(1);
+    clock.advance(Duration::from_secs(29));
+    manager.run_idle_check();
+    assert_eq!(
+        manager.status().models[0].state,
+        ModelState::Loading,
+        "not yet"
+    );
+    clock.advance(Duration::from_secs(1));
+    manager.run_idle_check();
+    let error = waiter.join().expect("thread").expect_err("timed out");
+    assert!(error.to_string().contains("load timeout (30 s)"), "{error}");
+    let status = manager.status();
+    assert_eq!(status.models[0].state, ModelState::Failed);
+    assert_eq!(status.models[0].resident_bytes, None);
+    // The engine returns at last: its model is dropped at once, never installed.
+    gate.open();
+    eventually("late load discarded", || {
+        manager.stats().loads_discarded == 1
+    });
+    assert_eq!(loader.live(), 0);
+    assert_eq!(manager.status().models[0].state, ModelState::Failed);
+    // The next request loads afresh.
+    let lease = manager.acquire(&key("stt")).expect("loads");
+    assert_eq!(loader.live(), 1);
+    drop(lease);
+}
+
+#[test]
+fn a_cancel_aware_load_stops_when_its_timeout_passes() {
+    let loader = TestLoader::new(100);
+    let config = ManagerConfig {
+        load_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let (manager, clock) = manual_manager(config, &[("stt", &loader)]);
+    let gate = loader.hold_next(true);
+    manager.warm(&key("stt")).expect("warms");
+    gate.wait_for_waiters(1);
+    clock.advance(Duration::from_secs(5));
+    manager.run_idle_check();
+    // The token is set: the loader gives up without the gate ever opening.
+    eventually("the load thread ended", || {
+        manager.stats().loads_in_flight == 0
+    });
+    assert_eq!(loader.live(), 0);
+    let status = manager.status();
+    assert_eq!(status.models[0].state, ModelState::Failed);
+    assert!(status.models[0]
+        .last_error
+        .as_ref()
+        .is_some_and(|e| e.to_string().contains("load timeout")));
+    assert!(ManagerConfig {
+        load_timeout: Duration::ZERO,
+        ..Default::default()
+    }
+    .validate()
+    .is_err());
+}

@@ -1,6 +1,6 @@
-//! The idle checker: one thread that sleeps until the earliest unload deadline (never longer
-//! than the check interval while a deadline exists, indefinitely while none does), unloads
-//! what expired, and exits when the manager shuts down.
+//! The idle checker: one thread that sleeps until the earliest deadline (an idle unload or a
+//! load's timeout; never longer than the check interval while a deadline exists, indefinitely
+//! while none does), acts on what expired, and exits when the manager shuts down.
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         // either is seen below or sees this and wakes us (see `hot`).
         activity.checker_wake_at.store(u64::MAX, SeqCst);
         let now = shared.clock.now();
+        shared.fail_overdue_loads(&mut inner, now);
         let expired = inner.begin_expired_unloads(now);
         if !expired.is_empty() {
             drop(inner);

@@ -78,6 +78,8 @@ pub(crate) struct Slot {
     /// Unload as soon as the last lease ends (manual unload or superseded while leased).
     pub pending_unload: Option<TransitionReason>,
     pub loaded_at: Option<Instant>,
+    /// When the load in flight started (its timeout counts from here).
+    pub load_started: Option<Instant>,
     pub progress: Option<f32>,
     pub last_error: Option<LoadError>,
     pub last_outcome: Option<(u64, Outcome)>,
@@ -106,6 +108,7 @@ impl Slot {
             hot,
             pending_unload: None,
             loaded_at: None,
+            load_started: None,
             progress: None,
             last_error: None,
             last_outcome: None,
@@ -237,6 +240,7 @@ impl Inner {
         &mut self,
         idx: usize,
         reason: TransitionReason,
+        now: Instant,
     ) -> Result<LoadJob, ManagerError> {
         if !matches!(self.slots[idx].phase, Phase::Idle | Phase::Failed) {
             return Err(ManagerError::Internal(format!(
@@ -263,6 +267,7 @@ impl Inner {
             ));
         }
         self.slots[idx].progress = Some(0.0);
+        self.slots[idx].load_started = Some(now);
         self.set_pending_unload(idx, None);
         let slot = &self.slots[idx];
         self.stats.loads_started += 1;
@@ -517,7 +522,56 @@ impl Inner {
 
     /// The earliest deadline of any model.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        (0..self.slots.len()).filter_map(|i| self.deadline(i)).min()
+        (0..self.slots.len())
+            .filter_map(|i| {
+                self.deadline(i)
+                    .into_iter()
+                    .chain(self.load_deadline(i))
+                    .min()
+            })
+            .min()
+    }
+
+    /// When `idx`'s load in flight runs out of time, if one is in flight.
+    pub(crate) fn load_deadline(&self, idx: usize) -> Option<Instant> {
+        let slot = &self.slots[idx];
+        match slot.phase {
+            Phase::Loading { .. } => slot.load_started.map(|t| t + self.config.load_timeout),
+            _ => None,
+        }
+    }
+
+    /// Fails every load that has run past the load timeout: the slot ends `Failed` with an
+    /// error saying so, the load's cancel token is set, and the result, whenever the engine
+    /// returns it, is dropped (its generation is no longer wanted). Returns the slots failed.
+    pub(crate) fn fail_overdue_loads(&mut self, now: Instant) -> Vec<usize> {
+        let overdue: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.load_deadline(i).is_some_and(|d| d <= now))
+            .collect();
+        let timeout = self.config.load_timeout;
+        overdue
+            .into_iter()
+            .filter(|&idx| {
+                let Some(Phase::Loading { cancel, .. }) =
+                    self.transition(idx, Phase::Failed, TransitionReason::LoadFailed)
+                else {
+                    return false;
+                };
+                cancel.cancel();
+                let error = LoadError::failed(format!(
+                    "loading took longer than the load timeout ({:.0} s) and was stopped",
+                    timeout.as_secs_f64()
+                ));
+                tracing::warn!(key = %self.slots[idx].key, %error, "load timed out");
+                let slot = &mut self.slots[idx];
+                slot.last_error = Some(error.clone());
+                slot.last_outcome = Some((slot.generation, Outcome::Failed(error)));
+                slot.progress = None;
+                slot.load_started = None;
+                self.stats.loads_failed += 1;
+                true
+            })
+            .collect()
     }
 
     /// Starts unloading every model whose deadline has passed.

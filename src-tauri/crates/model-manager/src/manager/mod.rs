@@ -222,7 +222,11 @@ impl ModelManager {
                     if let Some(error) = waited_on.and_then(|g| slot.failure_of(g)) {
                         return Err(error);
                     }
-                    let job = inner.begin_load(idx, TransitionReason::FirstUse)?;
+                    let job = inner.begin_load(
+                        idx,
+                        TransitionReason::FirstUse,
+                        self.shared.clock.now(),
+                    )?;
                     waited_on = Some(job.generation);
                     let (now, wall) = self.now();
                     inner.publish_model(idx, now, wall);
@@ -251,7 +255,7 @@ impl ModelManager {
         if !matches!(inner.slots[idx].phase, Phase::Idle | Phase::Failed) {
             return Ok(());
         }
-        let job = inner.begin_load(idx, reason)?;
+        let job = inner.begin_load(idx, reason, self.shared.clock.now())?;
         let (now, wall) = self.now();
         inner.publish_model(idx, now, wall);
         drop(inner);
@@ -294,7 +298,7 @@ impl ModelManager {
             Phase::Loading { .. } => {
                 inner.cancel_load(idx, reason);
                 if !inner.shutting_down {
-                    match inner.begin_load(idx, reason) {
+                    match inner.begin_load(idx, reason, self.shared.clock.now()) {
                         Ok(j) => job = Some(j),
                         Err(error) => tracing::warn!(%key, %error, "superseding load not started"),
                     }
@@ -413,6 +417,7 @@ impl ModelManager {
         let expired = {
             let mut inner = self.shared.state.lock();
             let now = self.shared.clock.now();
+            self.shared.fail_overdue_loads(&mut inner, now);
             inner.begin_expired_unloads(now)
         };
         self.finish_all(expired)

@@ -70,6 +70,11 @@ impl Shared {
             self.record_load_result(&mut inner, idx, generation, failure, None);
             return Err(ManagerError::Thread(e.to_string()));
         }
+        // The load's timeout is a new deadline for the checker.
+        let inner = self.state.lock();
+        if inner.checker_needs_wake() {
+            self.checker_wake.notify_one();
+        }
         Ok(())
     }
 
@@ -182,6 +187,20 @@ impl Shared {
         if inner.checker_needs_wake() {
             self.checker_wake.notify_one();
         }
+    }
+
+    /// Fails the loads past the load timeout (see `Inner::fail_overdue_loads`), tells their
+    /// subscribers and wakes the requests waiting on them.
+    pub(crate) fn fail_overdue_loads(&self, inner: &mut Inner, now: std::time::Instant) {
+        let overdue = inner.fail_overdue_loads(now);
+        if overdue.is_empty() {
+            return;
+        }
+        let wall = self.clock.wall_now();
+        for idx in overdue {
+            inner.publish_model(idx, now, wall);
+        }
+        self.changed.notify_all();
     }
 
     fn report_progress(&self, idx: usize, generation: u64, progress: f32) {
