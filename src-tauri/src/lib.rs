@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod commands;
+mod debris;
 pub mod error;
 pub mod events;
 mod id_reservation;

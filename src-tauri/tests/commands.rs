@@ -5,6 +5,7 @@
 
 mod app_downloads;
 mod app_training;
+mod crash;
 mod support;
 
 use serde_json::{json, Value};

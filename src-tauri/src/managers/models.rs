@@ -181,6 +181,10 @@ impl ModelsManager {
         let (settings, warning) = SettingsStore::open(paths.settings_file());
         let env = EnvOverrides::read(&lookup);
         let user_models = UserModels::new(&paths.models_dir);
+        crate::debris::sweep(
+            &paths.models_dir.join("user"),
+            crate::debris::is_write_debris,
+        );
         let mut notices = Vec::new();
         if let Some(SettingsWarning { message, .. }) = warning {
             notices.push(Notice {

@@ -347,6 +347,12 @@ impl SettingsStore {
     /// out-of-range values move the file aside (`settings.json.corrupt-<unix seconds>`) and
     /// give the defaults with a warning. Never fails.
     pub fn open(path: PathBuf) -> (Self, Option<SettingsWarning>) {
+        // Temp files of writes a crash interrupted (the file itself is always whole).
+        if let Some(dir) = path.parent() {
+            crate::debris::sweep(dir, |name| {
+                name.starts_with(".settings-") && name.ends_with(".tmp")
+            });
+        }
         let (settings, warning) = match fs::read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Settings::default(), None),
             Err(e) => (

@@ -137,6 +137,10 @@ impl TrainingManager {
         sink: impl Fn(TrainingView) + Send + Sync + 'static,
     ) -> Self {
         let set = TrainingSet::new(models.paths().training_set_dir());
+        crate::debris::sweep(
+            &models.paths().training_set_dir(),
+            crate::debris::is_write_debris,
+        );
         Self {
             models,
             set,
