@@ -6,6 +6,7 @@
 //! guard and a clean shutdown (idle checker joined, every model unloaded) on quit.
 //! The lifecycle core is `model-manager`; the engines are `engines`.
 
+mod atomic_file;
 pub mod catalog;
 pub mod commands;
 mod debris;

@@ -162,9 +162,7 @@ impl TrainingSet {
                 &self.thumbnail_path(&id),
             )?;
             let json = serde_json::to_vec_pretty(&example).map_err(|e| e.to_string())?;
-            let tmp = self.dir.join(format!(".{id}.json.tmp"));
-            fs::write(&tmp, json)
-                .and_then(|()| fs::rename(&tmp, self.record_path(&id)))
+            crate::atomic_file::write_bytes(&self.record_path(&id), &json)
                 .map_err(|e| e.to_string())
         })();
         if let Err(e) = written {
@@ -328,14 +326,14 @@ where
     [P::Subpixel]: image::EncodableLayout,
     C: std::ops::Deref<Target = [P::Subpixel]>,
 {
-    let tmp = path.with_extension("partial");
-    image
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|e| e.to_string())
-        .and_then(|()| fs::rename(&tmp, path).map_err(|e| e.to_string()))
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+    crate::atomic_file::write(path, |file| {
+        let mut out = std::io::BufWriter::new(file);
+        image
+            .write_to(&mut out, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)?;
+        std::io::Write::flush(&mut out)
+    })
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

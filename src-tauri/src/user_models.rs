@@ -3,7 +3,6 @@
 //! `models/user/`), and listing what is there.
 
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -223,11 +222,8 @@ impl UserModels {
     /// Writes `meta` atomically; on failure removes the model's weights (`target`) too.
     fn record(&self, meta: &UserModelMeta, target: &Path) -> CommandResult<()> {
         let json = serde_json::to_vec_pretty(meta).map_err(CommandError::internal)?;
-        let meta_tmp = self.dir.join(format!(".{}.json.tmp", meta.id.as_str()));
-        let written = fs::write(&meta_tmp, json)
-            .and_then(|()| fs::rename(&meta_tmp, self.meta_path(&meta.id)));
+        let written = crate::atomic_file::write_bytes(&self.meta_path(&meta.id), &json);
         if let Err(e) = written {
-            let _ = fs::remove_file(&meta_tmp);
             let _ = fs::remove_file(target);
             return Err(CommandError::internal(format!(
                 "cannot record the model {}: {e}",
@@ -289,33 +285,9 @@ impl UserModels {
     }
 }
 
-/// Copies `source` to a temp file beside `target`, syncs it and renames it into place.
+/// Copies `source` into place atomically (see [`crate::atomic_file::copy`]).
 fn copy_atomically(source: &Path, target: &Path) -> CommandResult<u64> {
-    let tmp = target.with_extension("partial");
-    let result = (|| -> std::io::Result<u64> {
-        let mut from = fs::File::open(source)?;
-        let mut to = fs::File::create(&tmp)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = from.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            to.write_all(&buf[..n])?;
-            total += n as u64;
-        }
-        to.sync_all()?;
-        if total != fs::metadata(source)?.len() {
-            return Err(std::io::Error::other(
-                "the file changed while it was copied",
-            ));
-        }
-        fs::rename(&tmp, target)?;
-        Ok(total)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
+    crate::atomic_file::copy(source, target).map_err(|e| {
         CommandError::internal(format!(
             "could not copy {} into the models folder: {e}",
             source.display()

@@ -4,7 +4,6 @@
 //! `MODEL_INACTIVITY_TIMEOUT` / `MODEL_CHECK_INTERVAL` overrides ([`EnvOverrides`]).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -350,7 +349,7 @@ impl SettingsStore {
         // Temp files of writes a crash interrupted (the file itself is always whole).
         if let Some(dir) = path.parent() {
             crate::debris::sweep(dir, |name| {
-                name.starts_with(".settings-") && name.ends_with(".tmp")
+                name.starts_with(".settings") && name.ends_with(".tmp")
             });
         }
         let (settings, warning) = match fs::read(&path) {
@@ -468,58 +467,14 @@ fn move_aside(path: &Path) -> Option<PathBuf> {
     fs::rename(path, &aside).ok().map(|()| aside)
 }
 
-/// Writes `settings` to a temp file beside `path`, syncs it, then renames it over `path`:
-/// a crash leaves either the old file or the new one, never half of one.
+/// Writes `settings` atomically (see [`crate::atomic_file`]): a crash leaves either the old
+/// file or the new one, never half of one.
 pub fn write_atomically(path: &Path, settings: &Settings) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile_in(dir)?;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
     let json = serde_json::to_vec_pretty(settings).map_err(std::io::Error::other)?;
-    tmp.file.write_all(&json)?;
-    tmp.file.sync_all()?;
-    fs::rename(&tmp.path, path)?;
-    tmp.keep();
-    if let Ok(dir) = fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
-/// A temp file that deletes itself unless kept (RAII: no stray temp files on error paths).
-struct TempFile {
-    path: PathBuf,
-    file: fs::File,
-    keep: bool,
-}
-
-impl TempFile {
-    fn keep(mut self) {
-        self.keep = true;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn tempfile_in(dir: &Path) -> std::io::Result<TempFile> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let path = dir.join(format!(".settings-{}-{nanos}.tmp", std::process::id()));
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    Ok(TempFile {
-        path,
-        file,
-        keep: false,
-    })
+    crate::atomic_file::write_bytes(path, &json)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub(crate) fn staging_path(dest: &Path) -> PathBuf {
 
 /// Unpacks `archive` (gzip-compressed tar) into `dest`, which must not exist yet.
 /// `cancelled` is polled between entries; on any failure nothing is left behind.
-pub(crate) fn unpack_tar_gz(
+pub fn unpack_tar_gz(
     archive: &Path,
     dest: &Path,
     cancelled: &dyn Fn() -> bool,

@@ -23,6 +23,7 @@ mod error;
 mod manager;
 mod transfer;
 
+pub use archive::unpack_tar_gz;
 pub use disk::{FixedSpace, SpaceProbe, SystemSpace};
 pub use error::DownloadError;
 pub use manager::{
