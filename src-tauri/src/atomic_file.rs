@@ -152,7 +152,10 @@ mod tests {
         }
         let content = fs::read(&*path).expect("read");
         assert_eq!(content.len(), 64 * 1024);
-        assert!(content.iter().all(|&b| b == content[0]), "interleaved writes");
+        assert!(
+            content.iter().all(|&b| b == content[0]),
+            "interleaved writes"
+        );
         assert_eq!(names(dir.path()), ["record.json"]);
     }
 
@@ -163,7 +166,10 @@ mod tests {
         fs::write(&source, vec![7u8; 3 << 20]).expect("write");
         let target = dir.path().join("copy.bin");
         assert_eq!(copy(&source, &target).expect("copy"), 3 << 20);
-        assert_eq!(fs::read(&target).expect("read"), fs::read(&source).expect("read"));
+        assert_eq!(
+            fs::read(&target).expect("read"),
+            fs::read(&source).expect("read")
+        );
         assert!(copy(&dir.path().join("missing"), &target).is_err());
         assert_eq!(fs::read(&target).expect("read").len(), 3 << 20, "kept");
     }

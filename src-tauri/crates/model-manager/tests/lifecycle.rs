@@ -1159,3 +1159,35 @@ fn a_cancel_aware_load_stops_when_its_timeout_passes() {
     .validate()
     .is_err());
 }
+
+#[test]
+fn an_abandoned_load_still_running_counts_against_the_memory_budget() {
+    let stt = TestLoader::new(100);
+    let sam = TestLoader::new(100);
+    let config = ManagerConfig {
+        memory_budget_bytes: Some(150),
+        load_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let (manager, clock) = manual_manager(config, &[("stt", &stt), ("sam", &sam)]);
+    // stt's engine hangs, ignoring its token, and the load times out.
+    let gate = stt.hold_next(false);
+    manager.warm(&key("stt")).expect("warms");
+    gate.wait_for_waiters(1);
+    clock.advance(Duration::from_secs(5));
+    manager.run_idle_check();
+    assert_eq!(manager.status().models[0].state, ModelState::Failed);
+    // Its 100 bytes are still in memory somewhere: sam (100 more) does not fit the budget.
+    let refused = manager.acquire(&key("sam")).expect_err("over budget");
+    assert!(
+        matches!(refused, ManagerError::MemoryBudgetExceeded { ref blocked_by, .. } if blocked_by == &[key("stt")]),
+        "{refused}"
+    );
+    // Once the engine returns and its model is dropped, sam fits.
+    gate.open();
+    eventually("late load discarded", || {
+        manager.stats().loads_discarded == 1
+    });
+    let lease = manager.acquire(&key("sam")).expect("fits now");
+    drop(lease);
+}

@@ -189,6 +189,10 @@ pub(crate) struct Inner {
     pub subscribers: Vec<Sender<ManagerEvent>>,
     pub stats: ManagerStats,
     pub shutting_down: bool,
+    /// Loads given up on (cancelled, superseded, timed out) whose engine call has not
+    /// returned yet: (generation, slot, expected bytes). Their memory still counts against
+    /// the budget until the thread ends and drops what it made.
+    pub abandoned: Vec<(u64, usize, u64)>,
 }
 
 impl Inner {
@@ -201,6 +205,7 @@ impl Inner {
             subscribers: Vec::new(),
             stats: ManagerStats::default(),
             shutting_down: false,
+            abandoned: Vec::new(),
         }
     }
 
@@ -290,6 +295,7 @@ impl Inner {
         }
         if let Some(Phase::Loading { cancel, .. }) = self.transition(idx, Phase::Idle, reason) {
             cancel.cancel();
+            self.abandon(idx);
             let slot = &mut self.slots[idx];
             let outcome = if reason == TransitionReason::Superseded {
                 Outcome::Superseded
@@ -450,6 +456,22 @@ impl Inner {
 
     /// Picks idle models to evict (least recently used first) so `idx`'s load fits the budget,
     /// and starts unloading them. Evicts nothing and fails if even evicting all would not do.
+    /// Counts `idx`'s load in flight (its current generation) as abandoned but still running.
+    fn abandon(&mut self, idx: usize) {
+        let slot = &self.slots[idx];
+        let bytes = slot.expected_bytes().unwrap_or(0);
+        self.abandoned.push((slot.generation, idx, bytes));
+    }
+
+    /// The load of `generation` has returned and dropped what it made.
+    pub(crate) fn abandoned_load_ended(&mut self, generation: u64) {
+        self.abandoned.retain(|&(g, _, _)| g != generation);
+    }
+
+    fn abandoned_bytes(&self) -> u64 {
+        self.abandoned.iter().map(|&(_, _, bytes)| bytes).sum()
+    }
+
     fn make_room_for(&mut self, idx: usize) -> Result<Vec<Eviction>, ManagerError> {
         let Some(budget) = self.config.memory_budget_bytes else {
             return Ok(Vec::new());
@@ -463,7 +485,14 @@ impl Inner {
                 .map(|&i| self.slots[i].held_bytes())
                 .sum::<u64>()
         };
-        let unavoidable = bytes_of(&blocked);
+        // Abandoned loads still running hold memory nobody can evict yet.
+        let unavoidable = bytes_of(&blocked) + self.abandoned_bytes();
+        let mut blocked = blocked;
+        for &(_, i, _) in &self.abandoned {
+            if !blocked.contains(&i) {
+                blocked.push(i);
+            }
+        }
         let in_use = unavoidable + bytes_of(&candidates);
         if in_use.saturating_add(needed) <= budget {
             return Ok(Vec::new());
@@ -486,7 +515,8 @@ impl Inner {
         let Some(budget) = self.config.memory_budget_bytes else {
             return Vec::new();
         };
-        let in_use: u64 = self.slots.iter().map(Slot::held_bytes).sum();
+        let in_use: u64 =
+            self.slots.iter().map(Slot::held_bytes).sum::<u64>() + self.abandoned_bytes();
         let candidates = (0..self.slots.len())
             .filter(|&i| self.evictable(i))
             .collect();
@@ -558,6 +588,7 @@ impl Inner {
                     return false;
                 };
                 cancel.cancel();
+                self.abandon(idx);
                 let error = LoadError::failed(format!(
                     "loading took longer than the load timeout ({:.0} s) and was stopped",
                     timeout.as_secs_f64()

@@ -123,6 +123,7 @@ impl Shared {
             let mut inner = self.state.lock();
             inner.stats.loads_in_flight -= 1;
             inner.stats.loads_discarded += u64::from(discarded);
+            inner.abandoned_load_ended(job.generation);
             self.changed.notify_all();
             return;
         }
