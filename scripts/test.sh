@@ -4,7 +4,7 @@
 # linted as it compiles (clippy, warnings are errors), rustdoc, the Windows and macOS
 # cross-checks, the real app launched under Xvfb and driven end to end (WebdriverIO +
 # tauri-driver, screenshots into docs/screenshots/), the .deb installed and driven as a new
-# user gets it, a smoke run of the benchmarks, and all Rust tests (unit, scenario, property,
+# user gets it, a smoke run of the benchmarks, 20 s of fuzzing per parser, and all Rust tests (unit, scenario, property,
 # stress, the engines on real models, the app's commands on Tauri's mock runtime, the
 # bindings check). The run closes on cargo's test summary.
 # Needs the Debian packages `scripts/install-deps.sh --with-e2e --with-cross` installs
@@ -59,6 +59,9 @@ bash scripts/package-test.sh
 
 step "benchmark smoke run (figures in docs/benchmarks.md come from the full run)"
 cargo bench -p model-manager --bench lifecycle --locked -- --quick
+
+step "fuzzing: every parser of untrusted input, 20 s per target (cargo fuzz, nightly)"
+bash scripts/fuzz.sh 20
 
 step "cargo test (the feature set and lint environment of scripts/build-app.sh: nothing is compiled again)"
 cargo test --workspace --features dormouse/custom-protocol --locked
