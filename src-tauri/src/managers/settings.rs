@@ -467,7 +467,7 @@ fn move_aside(path: &Path) -> Option<PathBuf> {
     fs::rename(path, &aside).ok().map(|()| aside)
 }
 
-/// Writes `settings` atomically (see [`crate::atomic_file`]): a crash leaves either the old
+/// Writes `settings` atomically (through the app's atomic-file helper): a crash leaves either the old
 /// file or the new one, never half of one.
 pub fn write_atomically(path: &Path, settings: &Settings) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
