@@ -12,6 +12,8 @@ shift || true
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=(audio image weights_headers onnx_folder archive)
 fixtures="${DORMOUSE_FIXTURES:-$HOME/.cache/dormouse/fixtures}"
+# The nightly build must not inherit the stable clippy wrapper scripts/lint-env.sh exports.
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
