@@ -317,10 +317,10 @@ impl ModelsManager {
         if let Some(task) = slot.task() {
             if let Some(id) = self.settings.get().active_user_models.get(task).cloned() {
                 let loaded = self.core.is_loaded(&slot.key());
-                let problem = if loaded {
-                    (!self.user_models.weights_path(&id, task).is_file())
-                        .then(|| user_model_problem(&self.user_models, &id, task))
-                        .flatten()
+                // A loaded model passed the check when it loaded; only its file's presence
+                // is looked at then.
+                let problem = if loaded && self.user_models.weights_path(&id, task).is_file() {
+                    None
                 } else {
                     user_model_problem(&self.user_models, &id, task)
                 };
