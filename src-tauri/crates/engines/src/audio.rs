@@ -120,12 +120,129 @@ pub(crate) fn decode_with_limit(
     decode_source(Box::new(Cursor::new(bytes)), name, extension, limit)
 }
 
+/// FLAC metadata block types whose inner length fields symphonia trusts: it allocates what a
+/// Vorbis comment or picture says it holds before reading it (found by fuzzing: a 1.4 KB file
+/// asked for 2.2 GB).
+const FLAC_VORBIS_COMMENT: u8 = 4;
+const FLAC_PICTURE: u8 = 6;
+
+/// Refuses a FLAC stream whose comment or picture blocks claim more bytes than the block holds,
+/// before symphonia sizes anything from them; other streams pass untouched. Leaves `source` at
+/// its start.
+fn check_flac_metadata(source: &mut dyn MediaSource, name: &str) -> Result<(), EngineError> {
+    use std::io::{Read, SeekFrom};
+    let io = |e: std::io::Error| undecodable(name, e);
+    let mut magic = [0u8; 4];
+    let is_flac = source.read_exact(&mut magic).is_ok() && &magic == b"fLaC";
+    let result = if is_flac {
+        (|| -> Result<(), EngineError> {
+            let corrupt = |what: &str| {
+                undecodable(
+                    name,
+                    format!("its FLAC {what} claims more bytes than its metadata block holds"),
+                )
+            };
+            // Real files have a handful of blocks; a stream of empty ones is not read forever.
+            for _ in 0..4096 {
+                let mut header = [0u8; 4];
+                if source.read_exact(&mut header).is_err() {
+                    return Ok(()); // Truncated: symphonia says what is wrong.
+                }
+                let (last, kind) = (header[0] & 0x80 != 0, header[0] & 0x7f);
+                let len = u32::from_be_bytes([0, header[1], header[2], header[3]]);
+                if kind == FLAC_VORBIS_COMMENT || kind == FLAC_PICTURE {
+                    // At most 16 MiB (a 24-bit length), and only as much as the file has.
+                    let mut block = Vec::new();
+                    (&mut *source)
+                        .take(u64::from(len))
+                        .read_to_end(&mut block)
+                        .map_err(io)?;
+                    let fits = if kind == FLAC_VORBIS_COMMENT {
+                        vorbis_comment_fits(&block)
+                    } else {
+                        picture_fits(&block)
+                    };
+                    if !fits {
+                        return Err(corrupt(if kind == FLAC_PICTURE {
+                            "picture"
+                        } else {
+                            "comment"
+                        }));
+                    }
+                } else {
+                    source.seek(SeekFrom::Current(i64::from(len))).map_err(io)?;
+                }
+                if last {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        })()
+    } else {
+        Ok(())
+    };
+    source.seek(SeekFrom::Start(0)).map_err(io)?;
+    result
+}
+
+/// Reads a little-endian (`le`) or big-endian u32 at `*at`, moving past it.
+fn take_u32(block: &[u8], at: &mut usize, le: bool) -> Option<u32> {
+    let bytes: [u8; 4] = block.get(*at..at.checked_add(4)?)?.try_into().ok()?;
+    *at += 4;
+    Some(if le {
+        u32::from_le_bytes(bytes)
+    } else {
+        u32::from_be_bytes(bytes)
+    })
+}
+
+/// Whether a length field at `*at` and the bytes it counts fit in `block`; moves past them.
+fn skip_counted(block: &[u8], at: &mut usize, le: bool) -> bool {
+    let Some(len) = take_u32(block, at, le) else {
+        return false;
+    };
+    match at.checked_add(len as usize) {
+        Some(end) if end <= block.len() => {
+            *at = end;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A Vorbis comment block: vendor string, then a count of comments, each length-prefixed.
+fn vorbis_comment_fits(block: &[u8]) -> bool {
+    let mut at = 0;
+    if !skip_counted(block, &mut at, true) {
+        return false;
+    }
+    let Some(count) = take_u32(block, &mut at, true) else {
+        return false;
+    };
+    // Each comment takes at least its 4-byte length.
+    if (count as usize).saturating_mul(4) > block.len() - at {
+        return false;
+    }
+    (0..count).all(|_| skip_counted(block, &mut at, true))
+}
+
+/// A FLAC picture block: type, MIME type, description, four numbers, the image data.
+fn picture_fits(block: &[u8]) -> bool {
+    let mut at = 0;
+    take_u32(block, &mut at, false).is_some()
+        && skip_counted(block, &mut at, false)
+        && skip_counted(block, &mut at, false)
+        && (0..4).all(|_| take_u32(block, &mut at, false).is_some())
+        && skip_counted(block, &mut at, false)
+}
+
 fn decode_source(
-    source: Box<dyn MediaSource>,
+    mut source: Box<dyn MediaSource>,
     name: &str,
     extension: Option<&str>,
     limit: Duration,
 ) -> Result<DecodedAudio, EngineError> {
+    check_flac_metadata(source.as_mut(), name)?;
     let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = extension {
@@ -471,6 +588,67 @@ impl StreamResampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FLAC head: the magic, then `(type, body)` blocks, the last one flagged.
+    fn flac(blocks: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut out = b"fLaC".to_vec();
+        for (i, (kind, body)) in blocks.iter().enumerate() {
+            let last = if i + 1 == blocks.len() { 0x80 } else { 0 };
+            let len = (body.len() as u32).to_be_bytes();
+            out.extend([kind | last, len[1], len[2], len[3]]);
+            out.extend(body);
+        }
+        out
+    }
+
+    fn comment(vendor_len: u32, vendor: &[u8], count: u32, comments: &[&[u8]]) -> Vec<u8> {
+        let mut body = vendor_len.to_le_bytes().to_vec();
+        body.extend(vendor);
+        body.extend(count.to_le_bytes());
+        for c in comments {
+            body.extend((c.len() as u32).to_le_bytes());
+            body.extend(*c);
+        }
+        body
+    }
+
+    #[test]
+    fn flac_comments_that_claim_more_than_their_block_are_refused_before_any_allocation() {
+        // Found by `scripts/fuzz.sh 600 audio`: 1.4 KB that made symphonia allocate 2.2 GB.
+        let found = include_bytes!("../tests/fixtures/fuzz-flac-comment-2gb.flac");
+        let err = decode_bytes(found.to_vec(), "found.flac", None).expect_err("refused");
+        assert!(err.to_string().contains("comment"), "{err}");
+        // The same shape, made here: a vendor string said to be 4 GB long.
+        let lying = flac(&[(4, comment(u32::MAX, b"x", 0, &[]))]);
+        let err = decode_bytes(lying, "lying.flac", None).expect_err("refused");
+        assert!(err.to_string().contains("claims more bytes"), "{err}");
+        // A comment count no block could hold.
+        let many = flac(&[(4, comment(1, b"x", u32::MAX, &[]))]);
+        assert!(check_flac_metadata(&mut Cursor::new(many), "many").is_err());
+        // A picture whose data length is past the block.
+        let mut picture = 3u32.to_be_bytes().to_vec();
+        for field in [&b"image/png"[..], b""] {
+            picture.extend((field.len() as u32).to_be_bytes());
+            picture.extend(field);
+        }
+        picture.extend([0u8; 16]);
+        picture.extend(1_000_000u32.to_be_bytes());
+        let err =
+            check_flac_metadata(&mut Cursor::new(flac(&[(6, picture)])), "p").expect_err("refused");
+        assert!(err.to_string().contains("picture"), "{err}");
+        // Honest blocks pass, and the source is left at its start for symphonia.
+        let honest = flac(&[
+            (0, vec![0; 34]),
+            (4, comment(5, b"SoX 1", 1, &[b"TITLE=Beckett"])),
+        ]);
+        let mut cursor = Cursor::new(honest);
+        check_flac_metadata(&mut cursor, "honest").expect("passes");
+        assert_eq!(cursor.position(), 0);
+        // Not FLAC at all: untouched.
+        let mut wav = Cursor::new(b"RIFF....WAVE".to_vec());
+        check_flac_metadata(&mut wav, "w").expect("not FLAC");
+        assert_eq!(wav.position(), 0);
+    }
 
     fn wav(
         rate: u32,
