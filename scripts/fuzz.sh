@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of untrusted input (cargo fuzz, nightly): audio decoding, images and
-# masks, the GGML and safetensors headers, the ONNX speech folder inspection and archive
-# unpacking. Seeds come from the fixtures (scripts/fixtures.sh) and small files made here.
+# masks, the GGML and safetensors headers, the ONNX speech folder inspection, the settings
+# file (and the environment overrides) and archive unpacking. Seeds come from the fixtures (scripts/fixtures.sh) and small files made here.
 #   bash scripts/fuzz.sh [seconds per target, default 20] [target ...]
 # Prints each target's executions and exits non-zero if any crashed (the crashing input is
 # in fuzz/artifacts/<target>/; turn it into a regression test).
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(audio image weights_headers onnx_folder archive)
+[ "${#targets[@]}" -gt 0 ] || targets=(audio image weights_headers onnx_folder settings archive)
 fixtures="${DORMOUSE_FIXTURES:-$HOME/.cache/dormouse/fixtures}"
 # The nightly build must not inherit the stable clippy wrapper scripts/lint-env.sh exports.
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
@@ -21,7 +21,7 @@ fi
 cargo +nightly fuzz build
 
 seed() { mkdir -p "fuzz/corpus/$1"; }
-seed audio; seed image; seed weights_headers; seed onnx_folder; seed archive
+seed audio; seed image; seed weights_headers; seed onnx_folder; seed settings; seed archive
 for f in beckett.wav beckett.flac beckett.mp3 beckett.ogg espeak.wav; do
     [ -f "$fixtures/$f" ] && head -c 65536 "$fixtures/$f" > "fuzz/corpus/audio/$f"
 done
@@ -42,6 +42,15 @@ with tarfile.open(fileobj=buf, mode="w:gz") as tar:
     for name, data in [("model/encoder.onnx", b"weights"), ("model/vocab.txt", b"a\nb\n")]:
         info = tarfile.TarInfo(name); info.size = len(data); tar.addfile(info, io.BytesIO(data))
 open("fuzz/corpus/archive/model.tar.gz", "wb").write(buf.getvalue())
+settings = {"schema_version": 1, "memory": {"strategy": "custom", "custom_timeout_secs": 300,
+    "timer_scope": "each_on_its_own", "pinned": ["transcription"], "memory_budget_mib": 2048},
+    "preload_on_startup": True, "show_memory_usage": True,
+    "models": {"transcription": "whisper-base", "segmentation": "sam-tiny"},
+    "active_user_models": {"transcription": None, "segmentation": "green-disks"},
+    "recently_used": ["segmentation", "transcription"]}
+open("fuzz/corpus/settings/full.json", "w").write(json.dumps(settings, indent=2))
+open("fuzz/corpus/settings/empty.json", "w").write('{"schema_version": 1}')
+open("fuzz/corpus/settings/env", "wb").write(b"\x00" + b"300\n5\n600")
 PY
 
 failed=0

@@ -11,6 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `path` with what `fill` puts in the (empty) temp file.
 pub fn write(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+    write_checked(path, fill, |_| Ok(()))
+}
+
+/// [`write`], with `check` run on the complete, synced temp file (its path) before it is
+/// renamed into place: a file `check` refuses never replaces the old one.
+pub fn write_checked(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+    check: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -21,6 +31,7 @@ pub fn write(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io:
     temp.sync_all()?;
     drop(temp);
     let temp_path = guard.path();
+    check(temp_path)?;
     fs::rename(temp_path, path)?;
     guard.disarm();
     sync_dir(dir);

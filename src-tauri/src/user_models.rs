@@ -190,14 +190,16 @@ impl UserModels {
     }
 
     /// Adds a model trained in Dormouse under a fresh id derived from `display_name`:
-    /// `write` writes the weights to the path it is given (atomically: whole or absent), then
-    /// the metadata is written atomically. On any error nothing is left behind.
+    /// `write` writes the weights into a temp file, `check` validates that complete file, and
+    /// only then is it renamed into place (the atomic-file helper's `write_checked`) and its
+    /// metadata written atomically. On any error nothing is left behind.
     pub fn add_trained(
         &self,
         task: Task,
         display_name: &str,
         training: TrainingRecord,
-        write: impl FnOnce(&Path) -> CommandResult<u64>,
+        write: impl FnOnce(&mut fs::File) -> CommandResult<u64>,
+        check: impl FnOnce(&Path) -> CommandResult<()>,
     ) -> CommandResult<UserModelMeta> {
         fs::create_dir_all(&self.dir).map_err(|e| {
             CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
@@ -205,7 +207,34 @@ impl UserModels {
         let claim = self.claim_id(display_name)?;
         let id = UserModelId::new(claim.id())?;
         let target = self.weights_path(&id, task);
-        let bytes = write(&target)?;
+        // The closures' own errors are kept whole; only I/O errors of the write itself are
+        // described here.
+        let failure = std::cell::RefCell::new(None);
+        let mut bytes = 0;
+        let written = crate::atomic_file::write_checked(
+            &target,
+            |file| match write(file) {
+                Ok(n) => {
+                    bytes = n;
+                    Ok(())
+                }
+                Err(e) => {
+                    *failure.borrow_mut() = Some(e);
+                    Err(std::io::Error::other("the weights could not be written"))
+                }
+            },
+            |temp| {
+                check(temp).map_err(|e| {
+                    *failure.borrow_mut() = Some(e);
+                    std::io::Error::other("the written weights are not valid")
+                })
+            },
+        );
+        if let Err(e) = written {
+            return Err(failure.into_inner().unwrap_or_else(|| {
+                CommandError::internal(format!("cannot save {}: {e}", target.display()))
+            }));
+        }
         let meta = UserModelMeta {
             id,
             task,
@@ -386,5 +415,93 @@ mod tests {
             "a model without weights is not installed"
         );
         assert_eq!(models.list().len(), 1);
+    }
+
+    fn record() -> TrainingRecord {
+        TrainingRecord {
+            base_model: "sam-tiny".into(),
+            pairs: 2,
+            validation_pairs: 0,
+            steps: 1,
+            learning_rate: 1e-4,
+            iou_before: 0.1,
+            iou_after: 0.2,
+            validation_iou: None,
+            duration_ms: 5,
+        }
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .map(|e| {
+                e.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_trained_model_is_only_kept_when_written_and_checked_whole() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("temp");
+        let models = UserModels::new(&dir.path().join("models"));
+        let user = dir.path().join("models/user");
+        // The check refuses what was written: its error comes back, nothing is left.
+        let refused = models.add_trained(
+            Task::Segmentation,
+            "Leaves",
+            record(),
+            |file| {
+                file.write_all(b"half a file")
+                    .map(|()| 11)
+                    .map_err(CommandError::internal)
+            },
+            |_| Err(CommandError::invalid_input("not a SAM model")),
+        );
+        let error = refused.expect_err("refused");
+        assert!(error.message().contains("not a SAM model"), "{error:?}");
+        assert!(models.list().is_empty());
+        assert_eq!(files_in(&user), Vec::<String>::new(), "nothing left behind");
+        // The writer fails: its error comes back, nothing is left.
+        let failed = models.add_trained(
+            Task::Segmentation,
+            "Leaves",
+            record(),
+            |_| Err(CommandError::internal("disk full")),
+            |_| Ok(()),
+        );
+        assert!(failed.expect_err("failed").message().contains("disk full"));
+        assert_eq!(files_in(&user), Vec::<String>::new());
+        // Written and checked: listed with its record; the check saw the complete file.
+        let meta = models
+            .add_trained(
+                Task::Segmentation,
+                "Leaves",
+                record(),
+                |file| {
+                    file.write_all(b"weights")
+                        .map(|()| 7)
+                        .map_err(CommandError::internal)
+                },
+                |temp| {
+                    assert_eq!(fs::read(temp).expect("temp"), b"weights");
+                    Ok(())
+                },
+            )
+            .expect("saved");
+        assert_eq!(meta.id.as_str(), "leaves");
+        assert_eq!(meta.file_bytes, 7);
+        assert_eq!(models.list(), std::slice::from_ref(&meta));
+        assert_eq!(
+            models.get(&meta.id).and_then(|m| m.training),
+            Some(record())
+        );
+        assert_eq!(
+            fs::read(models.weights_path(&meta.id, Task::Segmentation)).expect("weights"),
+            b"weights"
+        );
     }
 }

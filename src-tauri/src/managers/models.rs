@@ -459,17 +459,19 @@ impl ModelsManager {
         Ok(self.user_info(&meta))
     }
 
-    /// Records a model trained in Dormouse: `write` writes its weights (atomically) to the
-    /// path it is given. It is not made active (see [`Self::load_user_model`]).
+    /// Records a model trained in Dormouse: `write` writes its weights, `check` validates the
+    /// written file before it is put in place (see [`UserModels::add_trained`]). It is not
+    /// made active (see [`Self::load_user_model`]).
     pub fn add_trained_model(
         &self,
         task: Task,
         display_name: &str,
         record: TrainingRecord,
-        write: impl FnOnce(&Path) -> CommandResult<u64>,
+        write: impl FnOnce(&mut std::fs::File) -> CommandResult<u64>,
+        check: impl FnOnce(&Path) -> CommandResult<()>,
     ) -> CommandResult<UserModelMeta> {
         self.user_models
-            .add_trained(task, display_name, record, write)
+            .add_trained(task, display_name, record, write, check)
     }
 
     /// Deletes an installed model's files (a catalog model's file or folder, or a user

@@ -439,7 +439,9 @@ impl SettingsStore {
     }
 }
 
-fn parse(bytes: &[u8]) -> Result<Settings, String> {
+/// Reads a settings file's bytes: valid JSON, a schema this version reads, values in range.
+/// The error says what is wrong, for the warning shown when the file is moved aside.
+pub fn parse(bytes: &[u8]) -> Result<Settings, String> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
     let version = value

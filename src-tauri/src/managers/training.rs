@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use engines::segmentation::training::{self, Progress, TrainOptions, TrainingPair};
-use engines::segmentation::SamModel;
+use engines::segmentation::{weights, SamModel};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use specta::Type;
@@ -439,11 +439,19 @@ impl Run {
             duration_ms: tuned.elapsed.as_millis() as u64,
         };
         let name = self.view.lock().display_name.clone();
-        let meta =
-            self.models
-                .add_trained_model(Task::Segmentation, &name, record.clone(), |target| {
-                    Ok(tuned.save(&base_path, target)?)
-                })?;
+        let meta = self.models.add_trained_model(
+            Task::Segmentation,
+            &name,
+            record.clone(),
+            |file| {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                Ok(tuned.write_weights(&base_path, &mut out)?)
+            },
+            |written| {
+                weights::inspect(written)?;
+                Ok(())
+            },
+        )?;
         drop(tuned);
         self.models.finish_use(used);
         self.models.load_user_model(meta.id.as_str())?;

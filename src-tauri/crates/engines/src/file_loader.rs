@@ -42,7 +42,10 @@ pub(crate) fn load_file<M: LoadedModel>(
         .ok_or_else(|| LoadError::failed(format!("{} has no model file", spec.id)))?;
     ctx.cancel.check()?;
     ctx.progress.report(0.05);
-    let model = load(path).map_err(LoadError::failed)?;
+    let model = load(path).map_err(|e| match e {
+        EngineError::Cancelled => LoadError::Cancelled,
+        e => LoadError::failed(e),
+    })?;
     ctx.cancel.check()?;
     ctx.progress.report(1.0);
     Ok(Box::new(model))

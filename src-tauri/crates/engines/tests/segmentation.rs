@@ -301,3 +301,53 @@ fn vit_b_random_weights_load_and_segment() {
         .expect("segments");
     assert_eq!(mask.pixels.len(), 640 * 480);
 }
+
+#[test]
+fn a_cancelled_load_stops_between_tensors_with_progress_reported() {
+    use model_manager::{CancelToken, LoadContext, LoadError, ModelLoader, ProgressReporter};
+    use std::sync::Mutex;
+
+    let spec = ModelSpec::with_path("sam-tiny", tiny_weights());
+    // Progress rises as the weights are read; the load is cancelled a third of the way in.
+    let token = CancelToken::new();
+    let seen = Arc::new(Mutex::new(Vec::<f32>::new()));
+    let ctx = LoadContext {
+        cancel: token.clone(),
+        progress: ProgressReporter::new({
+            let seen = Arc::clone(&seen);
+            move |fraction| {
+                seen.lock().expect("progress").push(fraction);
+                if fraction > 0.35 {
+                    token.cancel();
+                }
+            }
+        }),
+    };
+    let result = SamLoader.load(&spec, &ctx);
+    assert!(
+        matches!(result, Err(LoadError::Cancelled)),
+        "{:?}",
+        result.err()
+    );
+    let seen = seen.lock().expect("progress").clone();
+    let last = *seen.last().expect("progress reported");
+    assert!(
+        last > 0.35 && last < 0.6,
+        "stopped at the first tensor after the cancel (last progress {last})"
+    );
+    // Reported per tensor, rising: MobileSAM has hundreds of tensors.
+    assert!(seen.len() > 50, "{} reports", seen.len());
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+
+    // Not cancelled: the same loader reaches 100 %.
+    let full = Arc::new(Mutex::new(0.0f32));
+    let ctx = LoadContext {
+        cancel: CancelToken::new(),
+        progress: ProgressReporter::new({
+            let full = Arc::clone(&full);
+            move |fraction| *full.lock().expect("progress") = fraction
+        }),
+    };
+    assert!(SamLoader.load(&spec, &ctx).is_ok());
+    assert_eq!(*full.lock().expect("progress"), 1.0);
+}

@@ -152,7 +152,7 @@ impl ModelLoader for SamLoader {
     }
 
     fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
-        load_file(spec, ctx, SamModel::load)
+        load_file(spec, ctx, |path| SamModel::load_with(path, ctx))
     }
 }
 
@@ -190,19 +190,35 @@ impl LoadedModel for SamModel {
 impl SamModel {
     /// Validates `path` and loads it on the CPU.
     pub fn load(path: &Path) -> Result<Self, EngineError> {
+        Self::load_with(path, &LoadContext::detached())
+    }
+
+    /// [`Self::load`] for the model manager: `ctx`'s cancel token is checked before each
+    /// tensor is read (a cancelled load stops there, with [`EngineError::Cancelled`]), and
+    /// progress is reported as the weights are read.
+    pub fn load_with(path: &Path, ctx: &LoadContext) -> Result<Self, EngineError> {
         let info = weights::inspect(path)?;
         // SAFETY: the file is memory-mapped only while the tensors are copied out of it below;
         // it is the user's model file, which the app does not modify while loading.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, &Device::Cpu) }
-            .map_err(|e| EngineError::InvalidWeights {
-                path: path.to_path_buf(),
-                expected: "Segment Anything (safetensors)".into(),
-                reason: e.to_string(),
+        let tensors =
+            unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|e| {
+                EngineError::InvalidWeights {
+                    path: path.to_path_buf(),
+                    expected: "Segment Anything (safetensors)".into(),
+                    reason: e.to_string(),
+                }
             })?;
-        let net = SamNet::new(info.size, vb).map_err(|e| EngineError::InvalidWeights {
-            path: path.to_path_buf(),
-            expected: format!("{:?} Segment Anything", info.size),
-            reason: e.to_string(),
+        let backend = weights::CancellableTensors::new(tensors, ctx.clone(), info.f32_bytes);
+        let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, Device::Cpu);
+        let net = SamNet::new(info.size, vb).map_err(|e| {
+            if ctx.cancel.is_cancelled() {
+                return EngineError::Cancelled;
+            }
+            EngineError::InvalidWeights {
+                path: path.to_path_buf(),
+                expected: format!("{:?} Segment Anything", info.size),
+                reason: e.to_string(),
+            }
         })?;
         tracing::info!(path = %path.display(), size = ?info.size, bytes = info.f32_bytes, "SAM loaded");
         Ok(Self {

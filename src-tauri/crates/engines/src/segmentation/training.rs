@@ -7,7 +7,8 @@
 //! the decoder's 256×256 resolution, and on a held-out pair when there are enough. The result is saved as a complete SAM weights file
 //! (the base's encoder, the tuned decoder) that [`super::SamLoader`] loads like any other.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -274,29 +275,27 @@ impl std::fmt::Debug for FineTuned {
 }
 
 impl FineTuned {
-    /// Writes a complete weights file: `base`'s tensors with the decoder replaced. Written to
-    /// a temporary file beside `target`, validated, synced and renamed, so `target` is either
-    /// absent or whole. Returns its size.
-    pub fn save(&self, base: &Path, target: &Path) -> Result<u64, EngineError> {
-        let mut tensors = candle_core::safetensors::load(base, &Device::Cpu)?;
-        for (name, tensor) in &self.decoder {
-            tensors.insert(name.clone(), tensor.clone());
-        }
-        let tmp = target.with_extension("partial");
-        let written = (|| -> Result<u64, EngineError> {
-            candle_core::safetensors::save(&tensors, &tmp)?;
-            weights::inspect(&tmp)?;
-            let file = std::fs::File::open(&tmp).map_err(|e| EngineError::io(&tmp, e))?;
-            file.sync_all().map_err(|e| EngineError::io(&tmp, e))?;
-            let bytes = file.metadata().map_err(|e| EngineError::io(&tmp, e))?.len();
-            std::fs::rename(&tmp, target).map_err(|e| EngineError::io(target, e))?;
-            Ok(bytes)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
+    /// Writes a complete weights file to `out`: `base`'s tensors with the decoder replaced.
+    /// Returns its size. Where it goes, and making that atomic, is the caller's.
+    pub fn write_weights(&self, base: &Path, out: &mut dyn Write) -> Result<u64, EngineError> {
+        write_tuned_weights(base, &self.decoder, out)
     }
+}
+
+/// Writes `base`'s tensors with those named in `decoder` replaced to `out` (see
+/// [`FineTuned::write_weights`], which is this with the weights a run produced).
+pub fn write_tuned_weights(
+    base: &Path,
+    decoder: &HashMap<String, Tensor>,
+    out: &mut dyn Write,
+) -> Result<u64, EngineError> {
+    let mut tensors: BTreeMap<String, Tensor> = candle_core::safetensors::load(base, &Device::Cpu)?
+        .into_iter()
+        .collect();
+    for (name, tensor) in decoder {
+        tensors.insert(name.clone(), tensor.clone());
+    }
+    weights::write_safetensors(&tensors, out)
 }
 
 /// One pair, embedded once, with its target at the decoder's resolution.

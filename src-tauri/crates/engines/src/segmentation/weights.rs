@@ -1,12 +1,14 @@
 //! SAM weights files: validating a safetensors file (format, size, architecture) before any
-//! of it is loaded, and writing random weights of the real architecture for tests.
+//! of it is loaded, writing one a tensor at a time, and writing random weights of the real
+//! architecture for tests.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{VarBuilder, VarMap};
 
 use super::network::SamNet;
@@ -193,6 +195,114 @@ pub fn inspect(path: &Path) -> Result<WeightsInfo, EngineError> {
     })
 }
 
+/// The tensors of a memory-mapped weights file, read for candle's `VarBuilder` one at a time
+/// with the load's cancel token checked before each (candle has no other point at which a
+/// load can stop) and the fraction of bytes read reported as progress (5 % to 95 %).
+pub struct CancellableTensors {
+    inner: candle_core::safetensors::MmapedSafetensors,
+    ctx: model_manager::LoadContext,
+    total_bytes: u64,
+    read_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl CancellableTensors {
+    /// Reads from `inner` for the load `ctx`; `total_bytes` is what the whole file holds as f32.
+    pub fn new(
+        inner: candle_core::safetensors::MmapedSafetensors,
+        ctx: model_manager::LoadContext,
+        total_bytes: u64,
+    ) -> Self {
+        Self {
+            inner,
+            ctx,
+            total_bytes: total_bytes.max(1),
+            read_bytes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn check(&self) -> candle_core::Result<()> {
+        if self.ctx.cancel.is_cancelled() {
+            return Err(candle_core::Error::Msg("load cancelled".into()));
+        }
+        Ok(())
+    }
+
+    fn count(&self, tensor: &Tensor) {
+        use std::sync::atomic::Ordering;
+        let bytes = (tensor.elem_count() as u64).saturating_mul(4);
+        let read = self.read_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let fraction = (read as f64 / self.total_bytes as f64).min(1.0) as f32;
+        self.ctx.progress.report(0.05 + 0.9 * fraction);
+    }
+}
+
+impl SimpleBackend for CancellableTensors {
+    fn get(
+        &self,
+        shape: candle_core::Shape,
+        name: &str,
+        hints: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.check()?;
+        let tensor = SimpleBackend::get(&self.inner, shape, name, hints, dtype, dev)?;
+        self.count(&tensor);
+        Ok(tensor)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.check()?;
+        let tensor = SimpleBackend::get_unchecked(&self.inner, name, dtype, dev)?;
+        self.count(&tensor);
+        Ok(tensor)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        SimpleBackend::contains_tensor(&self.inner, name)
+    }
+}
+
+/// Writes `tensors` as a safetensors file to `out`, one tensor at a time (no second copy of
+/// the whole file in memory); returns the bytes written. `out` gets exactly the file, so the
+/// caller decides where it goes (an atomic temp file, in the app).
+pub fn write_safetensors(
+    tensors: &BTreeMap<String, Tensor>,
+    out: &mut dyn Write,
+) -> Result<u64, EngineError> {
+    use safetensors::View;
+    let mut header = serde_json::Map::new();
+    let mut offset = 0u64;
+    for (name, tensor) in tensors {
+        let len = View::data_len(tensor) as u64;
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| EngineError::Inference("weights too large to write".into()))?;
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": View::dtype(tensor).to_string(),
+                "shape": tensor.dims(),
+                "data_offsets": [offset, end],
+            }),
+        );
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&header)
+        .map_err(|e| EngineError::Inference(format!("weights header: {e}")))?;
+    // The data starts 8-byte aligned, as the format asks.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let header_len = header.len() as u64;
+    let io = |e: std::io::Error| EngineError::Inference(format!("writing weights: {e}"));
+    out.write_all(&header_len.to_le_bytes()).map_err(io)?;
+    out.write_all(&header).map_err(io)?;
+    for tensor in tensors.values() {
+        out.write_all(&View::data(tensor)).map_err(io)?;
+    }
+    out.flush().map_err(io)?;
+    Ok(8 + header_len + offset)
+}
+
 /// Writes weights of the real `size` architecture with deterministic pseudo-random values
 /// (seeded), for tests and fixtures: no real SAM weights are needed to exercise the engine.
 pub fn write_random_weights(
@@ -279,5 +389,50 @@ mod tests {
             4,
         );
         assert_eq!(read_header(file.path()).expect("valid").len(), 1);
+    }
+
+    #[test]
+    fn written_safetensors_read_back_as_what_was_written() {
+        let mut tensors = BTreeMap::new();
+        let values: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 2.0).collect();
+        tensors.insert(
+            "b.weight".to_owned(),
+            Tensor::from_vec(values.clone(), (3, 4), &Device::Cpu).expect("tensor"),
+        );
+        // A three-byte tensor: the next one's data is not 4-aligned, which the format allows.
+        tensors.insert(
+            "a.mask".to_owned(),
+            Tensor::from_vec(vec![1u8, 0, 1], 3, &Device::Cpu).expect("tensor"),
+        );
+        tensors.insert(
+            "c.half".to_owned(),
+            Tensor::from_vec(vec![1.5f32, -1.0], 2, &Device::Cpu)
+                .and_then(|t| t.to_dtype(DType::F16))
+                .expect("tensor"),
+        );
+        let file = tempfile::NamedTempFile::new().expect("temp");
+        let mut out = std::fs::File::create(file.path()).expect("open");
+        let bytes = write_safetensors(&tensors, &mut out).expect("written");
+        drop(out);
+        assert_eq!(bytes, std::fs::metadata(file.path()).expect("meta").len());
+        // Our own header check and candle's loader both accept it, with the same values.
+        let entries = read_header(file.path()).expect("valid header");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries["b.weight"].shape, [3, 4]);
+        let raw = std::fs::read(file.path()).expect("read");
+        let header_len = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
+        assert_eq!(header_len % 8, 0, "the data starts 8-byte aligned");
+        let back = candle_core::safetensors::load(file.path(), &Device::Cpu).expect("loads");
+        let b = back["b.weight"]
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>());
+        assert_eq!(b.expect("f32"), values);
+        let a = back["a.mask"].to_vec1::<u8>().expect("u8");
+        assert_eq!(a, [1, 0, 1]);
+        assert_eq!(back["c.half"].dtype(), DType::F16);
+        let c = back["c.half"]
+            .to_dtype(DType::F32)
+            .and_then(|t| t.to_vec1::<f32>());
+        assert_eq!(c.expect("f16"), [1.5, -1.0]);
     }
 }
