@@ -133,8 +133,12 @@ fn check_flac_metadata(source: &mut dyn MediaSource, name: &str) -> Result<(), E
     use std::io::{Read, SeekFrom};
     let io = |e: std::io::Error| undecodable(name, e);
     let mut magic = [0u8; 4];
-    let is_flac = source.read_exact(&mut magic).is_ok() && &magic == b"fLaC";
-    let result = if is_flac {
+    let read_magic = source.read_exact(&mut magic).is_ok();
+    let is_flac = read_magic && &magic == b"fLaC";
+    let result = if read_magic && &magic == b"OggS" {
+        source.seek(SeekFrom::Start(0)).map_err(io)?;
+        check_ogg_comment(source, name)
+    } else if is_flac {
         (|| -> Result<(), EngineError> {
             let corrupt = |what: &str| {
                 undecodable(
@@ -183,6 +187,55 @@ fn check_flac_metadata(source: &mut dyn MediaSource, name: &str) -> Result<(), E
     };
     source.seek(SeekFrom::Start(0)).map_err(io)?;
     result
+}
+
+/// The longest an OGG comment packet may be before it is refused unread (cover art embedded
+/// as a comment is a few MB).
+const MAX_OGG_COMMENT: usize = 64 << 20;
+
+/// The OGG/Vorbis (and Opus) comment packet, the stream's second, checked like a FLAC comment
+/// block: symphonia's reader allocates what its length fields say.
+fn check_ogg_comment(source: &mut dyn MediaSource, name: &str) -> Result<(), EngineError> {
+    let mut packet = Vec::new();
+    let mut packets = 0;
+    // Pages until the second packet is complete; a page is at most 255 × 255 bytes of data.
+    for _ in 0..4096 {
+        let mut header = [0u8; 27];
+        if source.read_exact(&mut header).is_err() || &header[..4] != b"OggS" {
+            return Ok(()); // Truncated or not OGG after all: symphonia says what is wrong.
+        }
+        let mut lacing = vec![0u8; usize::from(header[26])];
+        if source.read_exact(&mut lacing).is_err() {
+            return Ok(());
+        }
+        for len in lacing {
+            let mut segment = vec![0u8; usize::from(len)];
+            if source.read_exact(&mut segment).is_err() {
+                return Ok(());
+            }
+            packet.extend_from_slice(&segment);
+            if packet.len() > MAX_OGG_COMMENT {
+                return Err(undecodable(name, "its OGG header packets are too large"));
+            }
+            if len < 255 {
+                packets += 1;
+                if packets == 2 {
+                    let body = packet
+                        .strip_prefix(b"\x03vorbis")
+                        .or_else(|| packet.strip_prefix(b"OpusTags"));
+                    return match body {
+                        Some(body) if !vorbis_comment_fits(body) => Err(undecodable(
+                            name,
+                            "its OGG comment claims more bytes than its packet holds",
+                        )),
+                        _ => Ok(()),
+                    };
+                }
+                packet.clear();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads a little-endian (`le`) or big-endian u32 at `*at`, moving past it.
@@ -643,6 +696,31 @@ mod tests {
         ]);
         let mut cursor = Cursor::new(honest);
         check_flac_metadata(&mut cursor, "honest").expect("passes");
+        assert_eq!(cursor.position(), 0);
+        // OGG: the second packet is the comment header, checked the same way.
+        let ogg = |packets: &[Vec<u8>]| {
+            let mut out = Vec::new();
+            for p in packets {
+                out.extend(b"OggS");
+                out.extend([0u8; 22]);
+                let mut lacing = vec![255u8; p.len() / 255];
+                lacing.push((p.len() % 255) as u8);
+                out.push(lacing.len() as u8);
+                out.extend(lacing);
+                out.extend(p);
+            }
+            out
+        };
+        let ident = b"\x01vorbis0000".to_vec();
+        let mut lie = b"\x03vorbis".to_vec();
+        lie.extend(comment(u32::MAX, b"x", 0, &[]));
+        let err = check_ogg_comment(&mut Cursor::new(ogg(&[ident.clone(), lie])), "o")
+            .expect_err("refused");
+        assert!(err.to_string().contains("OGG comment"), "{err}");
+        let mut truth = b"\x03vorbis".to_vec();
+        truth.extend(comment(5, b"SoX 1", 1, &[&[b'a'; 300][..]]));
+        let mut cursor = Cursor::new(ogg(&[ident, truth]));
+        check_flac_metadata(&mut cursor, "o").expect("honest OGG passes");
         assert_eq!(cursor.position(), 0);
         // Not FLAC at all: untouched.
         let mut wav = Cursor::new(b"RIFF....WAVE".to_vec());
