@@ -42,14 +42,20 @@ pub fn fixture(name: &str) -> PathBuf {
     path
 }
 
-/// Random-weight MobileSAM weights of the real architecture, made once per test process.
+/// Random-weight MobileSAM weights of the real architecture (seed 7), made once and shared
+/// by every test process (one 39 MB file in the temp folder, not one per process): written
+/// under a per-process name and renamed into place, so a concurrent reader sees a whole file.
 pub fn sam_tiny_weights() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("dormouse-app-tests-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("dormouse-app-tests");
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("mobile_sam.safetensors");
-        write_random_weights(SamSize::Tiny, &path, 7).expect("random SAM weights");
+        let path = dir.join("mobile_sam-seed7.safetensors");
+        if engines::segmentation::weights::inspect(&path).is_err() {
+            let mine = dir.join(format!("mobile_sam-seed7.{}.partial", std::process::id()));
+            write_random_weights(SamSize::Tiny, &mine, 7).expect("random SAM weights");
+            std::fs::rename(&mine, &path).expect("weights into place");
+        }
         path
     })
     .clone()
