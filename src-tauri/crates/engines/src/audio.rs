@@ -5,7 +5,7 @@
 //! count. Empty, corrupt, truncated, absurdly long or implausible inputs (a rate outside
 //! 8–384 kHz, no channels or more than 32) get clear errors or flagged results, never a panic.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
@@ -126,67 +126,66 @@ pub(crate) fn decode_with_limit(
 const FLAC_VORBIS_COMMENT: u8 = 4;
 const FLAC_PICTURE: u8 = 6;
 
-/// Refuses a FLAC stream whose comment or picture blocks claim more bytes than the block holds,
-/// before symphonia sizes anything from them; other streams pass untouched. Leaves `source` at
-/// its start.
-fn check_flac_metadata(source: &mut dyn MediaSource, name: &str) -> Result<(), EngineError> {
-    use std::io::{Read, SeekFrom};
-    let io = |e: std::io::Error| undecodable(name, e);
+/// Refuses a FLAC or OGG stream whose comment (or FLAC picture) claims more bytes than the
+/// block or packet holding it, before symphonia sizes anything from it; other streams pass
+/// untouched. Leaves `source` at its start.
+fn check_metadata_lengths(source: &mut dyn MediaSource, name: &str) -> Result<(), EngineError> {
     let mut magic = [0u8; 4];
-    let read_magic = source.read_exact(&mut magic).is_ok();
-    let is_flac = read_magic && &magic == b"fLaC";
-    let result = if read_magic && &magic == b"OggS" {
-        source.seek(SeekFrom::Start(0)).map_err(io)?;
-        check_ogg_comment(source, name)
-    } else if is_flac {
-        (|| -> Result<(), EngineError> {
-            let corrupt = |what: &str| {
-                undecodable(
+    let result = match source.read_exact(&mut magic) {
+        Ok(()) if &magic == b"fLaC" => check_flac_blocks(source, name),
+        Ok(()) if &magic == b"OggS" => source
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| undecodable(name, e))
+            .and_then(|_| check_ogg_comment(source, name)),
+        _ => Ok(()),
+    };
+    source
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| undecodable(name, e))?;
+    result
+}
+
+/// Whether a metadata block's inner lengths fit in it.
+type BlockCheck = fn(&[u8]) -> bool;
+
+/// The FLAC metadata blocks after the magic: comment and picture blocks are read (a 24-bit
+/// length: at most 16 MiB) and checked, the others skipped.
+fn check_flac_blocks(source: &mut dyn MediaSource, name: &str) -> Result<(), EngineError> {
+    let io = |e: std::io::Error| undecodable(name, e);
+    // Real files have a handful of blocks; a stream of empty ones is not read forever.
+    for _ in 0..4096 {
+        let mut header = [0u8; 4];
+        if source.read_exact(&mut header).is_err() {
+            return Ok(()); // Truncated: symphonia says what is wrong.
+        }
+        let (last, kind) = (header[0] & 0x80 != 0, header[0] & 0x7f);
+        let len = u32::from_be_bytes([0, header[1], header[2], header[3]]);
+        let check: Option<(BlockCheck, &str)> = match kind {
+            FLAC_VORBIS_COMMENT => Some((vorbis_comment_fits, "comment")),
+            FLAC_PICTURE => Some((picture_fits, "picture")),
+            _ => None,
+        };
+        if let Some((fits, what)) = check {
+            // Only as much as the file has.
+            let mut block = Vec::new();
+            (&mut *source)
+                .take(u64::from(len))
+                .read_to_end(&mut block)
+                .map_err(io)?;
+            if !fits(&block) {
+                return Err(undecodable(
                     name,
                     format!("its FLAC {what} claims more bytes than its metadata block holds"),
-                )
-            };
-            // Real files have a handful of blocks; a stream of empty ones is not read forever.
-            for _ in 0..4096 {
-                let mut header = [0u8; 4];
-                if source.read_exact(&mut header).is_err() {
-                    return Ok(()); // Truncated: symphonia says what is wrong.
-                }
-                let (last, kind) = (header[0] & 0x80 != 0, header[0] & 0x7f);
-                let len = u32::from_be_bytes([0, header[1], header[2], header[3]]);
-                if kind == FLAC_VORBIS_COMMENT || kind == FLAC_PICTURE {
-                    // At most 16 MiB (a 24-bit length), and only as much as the file has.
-                    let mut block = Vec::new();
-                    (&mut *source)
-                        .take(u64::from(len))
-                        .read_to_end(&mut block)
-                        .map_err(io)?;
-                    let fits = if kind == FLAC_VORBIS_COMMENT {
-                        vorbis_comment_fits(&block)
-                    } else {
-                        picture_fits(&block)
-                    };
-                    if !fits {
-                        return Err(corrupt(if kind == FLAC_PICTURE {
-                            "picture"
-                        } else {
-                            "comment"
-                        }));
-                    }
-                } else {
-                    source.seek(SeekFrom::Current(i64::from(len))).map_err(io)?;
-                }
-                if last {
-                    return Ok(());
-                }
+                ));
             }
-            Ok(())
-        })()
-    } else {
-        Ok(())
-    };
-    source.seek(SeekFrom::Start(0)).map_err(io)?;
-    result
+        } else {
+            source.seek(SeekFrom::Current(i64::from(len))).map_err(io)?;
+        }
+        if last {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// The longest an OGG comment packet may be before it is refused unread (cover art embedded
@@ -295,7 +294,7 @@ fn decode_source(
     extension: Option<&str>,
     limit: Duration,
 ) -> Result<DecodedAudio, EngineError> {
-    check_flac_metadata(source.as_mut(), name)?;
+    check_metadata_lengths(source.as_mut(), name)?;
     let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = extension {
@@ -677,7 +676,7 @@ mod tests {
         assert!(err.to_string().contains("claims more bytes"), "{err}");
         // A comment count no block could hold.
         let many = flac(&[(4, comment(1, b"x", u32::MAX, &[]))]);
-        assert!(check_flac_metadata(&mut Cursor::new(many), "many").is_err());
+        assert!(check_metadata_lengths(&mut Cursor::new(many), "many").is_err());
         // A picture whose data length is past the block.
         let mut picture = 3u32.to_be_bytes().to_vec();
         for field in [&b"image/png"[..], b""] {
@@ -686,8 +685,8 @@ mod tests {
         }
         picture.extend([0u8; 16]);
         picture.extend(1_000_000u32.to_be_bytes());
-        let err =
-            check_flac_metadata(&mut Cursor::new(flac(&[(6, picture)])), "p").expect_err("refused");
+        let err = check_metadata_lengths(&mut Cursor::new(flac(&[(6, picture)])), "p")
+            .expect_err("refused");
         assert!(err.to_string().contains("picture"), "{err}");
         // Honest blocks pass, and the source is left at its start for symphonia.
         let honest = flac(&[
@@ -695,7 +694,7 @@ mod tests {
             (4, comment(5, b"SoX 1", 1, &[b"TITLE=Beckett"])),
         ]);
         let mut cursor = Cursor::new(honest);
-        check_flac_metadata(&mut cursor, "honest").expect("passes");
+        check_metadata_lengths(&mut cursor, "honest").expect("passes");
         assert_eq!(cursor.position(), 0);
         // OGG: the second packet is the comment header, checked the same way.
         let ogg = |packets: &[Vec<u8>]| {
@@ -720,11 +719,11 @@ mod tests {
         let mut truth = b"\x03vorbis".to_vec();
         truth.extend(comment(5, b"SoX 1", 1, &[&[b'a'; 300][..]]));
         let mut cursor = Cursor::new(ogg(&[ident, truth]));
-        check_flac_metadata(&mut cursor, "o").expect("honest OGG passes");
+        check_metadata_lengths(&mut cursor, "o").expect("honest OGG passes");
         assert_eq!(cursor.position(), 0);
         // Not FLAC at all: untouched.
         let mut wav = Cursor::new(b"RIFF....WAVE".to_vec());
-        check_flac_metadata(&mut wav, "w").expect("not FLAC");
+        check_metadata_lengths(&mut wav, "w").expect("not FLAC");
         assert_eq!(wav.position(), 0);
     }
 
