@@ -3,6 +3,7 @@
 //! `models/user/`), and listing what is there.
 
 use std::fs;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -187,6 +188,36 @@ impl UserModels {
         };
         self.record(&meta, &target)?;
         Ok(meta)
+    }
+
+    /// Saves a fine-tuned Segment Anything model under a fresh id derived from
+    /// `display_name`: `write_weights` streams its safetensors (buffered) into the atomic
+    /// temp file, which is checked as an import would check it before it is put in place
+    /// (see [`Self::add_trained`]). The training manager saves through this, and the kill -9
+    /// test interrupts exactly this.
+    pub fn add_fine_tune(
+        &self,
+        display_name: &str,
+        training: TrainingRecord,
+        write_weights: impl FnOnce(&mut dyn Write) -> Result<u64, engines::EngineError>,
+    ) -> CommandResult<UserModelMeta> {
+        self.add_trained(
+            Task::Segmentation,
+            display_name,
+            training,
+            |file| {
+                let mut out = BufWriter::with_capacity(1 << 20, file);
+                let bytes = write_weights(&mut out)?;
+                out.flush().map_err(|e| {
+                    CommandError::internal(format!("cannot write the weights: {e}"))
+                })?;
+                Ok(bytes)
+            },
+            |written| {
+                engines::segmentation::weights::inspect(written)?;
+                Ok(())
+            },
+        )
     }
 
     /// Adds a model trained in Dormouse under a fresh id derived from `display_name`:

@@ -181,6 +181,7 @@ impl ModelsManager {
         let (settings, warning) = SettingsStore::open(paths.settings_file());
         let env = EnvOverrides::read(&lookup);
         let user_models = UserModels::new(&paths.models_dir);
+        crate::debris::sweep_unfinished_adds(&paths.models_dir.join("user"));
         crate::debris::sweep(
             &paths.models_dir.join("user"),
             crate::debris::is_write_debris,
@@ -459,19 +460,16 @@ impl ModelsManager {
         Ok(self.user_info(&meta))
     }
 
-    /// Records a model trained in Dormouse: `write` writes its weights, `check` validates the
-    /// written file before it is put in place (see [`UserModels::add_trained`]). It is not
-    /// made active (see [`Self::load_user_model`]).
-    pub fn add_trained_model(
+    /// Saves a fine-tuned Segment Anything model (see [`UserModels::add_fine_tune`]). It is
+    /// not made active (see [`Self::load_user_model`]).
+    pub fn add_fine_tune(
         &self,
-        task: Task,
         display_name: &str,
         record: TrainingRecord,
-        write: impl FnOnce(&mut std::fs::File) -> CommandResult<u64>,
-        check: impl FnOnce(&Path) -> CommandResult<()>,
+        write_weights: impl FnOnce(&mut dyn std::io::Write) -> Result<u64, engines::EngineError>,
     ) -> CommandResult<UserModelMeta> {
         self.user_models
-            .add_trained(task, display_name, record, write, check)
+            .add_fine_tune(display_name, record, write_weights)
     }
 
     /// Deletes an installed model's files (a catalog model's file or folder, or a user

@@ -15,12 +15,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use engines::segmentation::training::{self, Progress, TrainOptions, TrainingPair};
-use engines::segmentation::{weights, SamModel};
+use engines::segmentation::SamModel;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
-use crate::catalog::{Slot, Task};
+use crate::catalog::Slot;
 use crate::error::{CommandError, CommandResult};
 use crate::managers::models::{ModelInfo, ModelsManager};
 use crate::training_set::{TrainingExample, TrainingSet};
@@ -137,6 +137,7 @@ impl TrainingManager {
         sink: impl Fn(TrainingView) + Send + Sync + 'static,
     ) -> Self {
         let set = TrainingSet::new(models.paths().training_set_dir());
+        crate::debris::sweep_unfinished_adds(&models.paths().training_set_dir());
         crate::debris::sweep(
             &models.paths().training_set_dir(),
             crate::debris::is_write_debris,
@@ -439,19 +440,9 @@ impl Run {
             duration_ms: tuned.elapsed.as_millis() as u64,
         };
         let name = self.view.lock().display_name.clone();
-        let meta = self.models.add_trained_model(
-            Task::Segmentation,
-            &name,
-            record.clone(),
-            |file| {
-                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-                Ok(tuned.write_weights(&base_path, &mut out)?)
-            },
-            |written| {
-                weights::inspect(written)?;
-                Ok(())
-            },
-        )?;
+        let meta = self.models.add_fine_tune(&name, record.clone(), |out| {
+            tuned.write_weights(&base_path, out)
+        })?;
         drop(tuned);
         self.models.finish_use(used);
         self.models.load_user_model(meta.id.as_str())?;

@@ -8,13 +8,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use std::collections::HashMap;
-use std::io::BufWriter;
 
 use dormouse_lib::catalog::Task;
 use dormouse_lib::managers::settings::SettingsStore;
 use dormouse_lib::user_models::{TrainingRecord, UserModels};
 use engines::segmentation::training::write_tuned_weights;
-use engines::segmentation::weights;
 
 use super::support::{sam_tiny_weights, TestApp};
 
@@ -47,24 +45,13 @@ fn crash_child() {
             }
         }
         "fine_tune" => {
-            // Saving a fine-tune exactly as the training manager does: the weights streamed
-            // into the atomic temp file, checked, renamed, then the record written.
+            // Saving a fine-tune through the training manager's own save.
             let models = UserModels::new(&dir.join("models"));
             let base = dir.join("base.safetensors");
             loop {
-                let _ = models.add_trained(
-                    Task::Segmentation,
-                    "Crash test",
-                    record(),
-                    |file| {
-                        let mut out = BufWriter::with_capacity(1 << 20, file);
-                        Ok(write_tuned_weights(&base, &HashMap::new(), &mut out)?)
-                    },
-                    |written| {
-                        weights::inspect(written)?;
-                        Ok(())
-                    },
-                );
+                let _ = models.add_fine_tune("Crash test", record(), |out| {
+                    write_tuned_weights(&base, &HashMap::new(), out)
+                });
             }
         }
         other => panic!("unknown child {other}"),
@@ -185,8 +172,8 @@ fn imports_survive_kill_9_at_any_moment() {
     );
     // The app starts on it, sweeps the debris and keeps every complete model.
     let _app = TestApp::start(dir.path(), &[]);
-    assert_eq!(leftovers(&user, &[".partial", ".tmp", ".claim"]), 0);
     assert_eq!(models.list().len(), listed, "nothing complete was lost");
+    assert_only_listed_models_left(&models, &user, Task::Transcription);
     // A fresh import still works beside it.
     models
         .import(&source, Task::Transcription, "After the crashes")
@@ -244,22 +231,31 @@ fn fine_tune_saves_survive_kill_9_at_any_moment() {
     assert_eq!(models.list().len(), listed, "nothing complete was lost");
     // After the start-up sweep the folder holds the listed models' files and nothing else
     // (a writer's own temp names, such as `.tmpXXXXXX`, would show here).
-    let mut kept: Vec<String> = models
+    assert_only_listed_models_left(&models, &user, Task::Segmentation);
+}
+
+/// The user-models folder holds exactly the listed models' weights and records: no temp or
+/// claim file, and no weights an interrupted add renamed into place before its record.
+fn assert_only_listed_models_left(models: &UserModels, user: &Path, task: Task) {
+    let kept: Vec<String> = models
         .list()
         .iter()
         .flat_map(|m| {
-            let weights = models.weights_path(&m.id, Task::Segmentation);
+            let weights = models.weights_path(&m.id, task);
             let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
             [name(&weights), Some(format!("{}.json", m.id.as_str()))]
         })
         .flatten()
         .collect();
-    kept.sort();
-    let mut present: Vec<String> = std::fs::read_dir(&user)
+    let present: Vec<String> = std::fs::read_dir(user)
         .expect("user models")
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    present.sort();
-    assert_eq!(present, kept, "only complete models are left");
+    let stray: Vec<&String> = present.iter().filter(|n| !kept.contains(n)).collect();
+    let missing: Vec<&String> = kept.iter().filter(|n| !present.contains(n)).collect();
+    assert!(
+        stray.is_empty() && missing.is_empty(),
+        "only complete models are left: stray {stray:?}, missing {missing:?}"
+    );
 }
