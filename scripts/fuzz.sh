@@ -18,7 +18,10 @@ unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
-cargo +nightly fuzz build
+# Only the targets asked for (the settings target links the app crate and so the Tauri tree).
+for target in "${targets[@]}"; do
+    cargo +nightly fuzz build "$target"
+done
 
 seed() { mkdir -p "fuzz/corpus/$1"; }
 seed audio; seed image; seed weights_headers; seed onnx_folder; seed settings; seed archive

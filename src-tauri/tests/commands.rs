@@ -112,6 +112,59 @@ fn transcribe_a_file_then_unload_reports_what_was_freed() {
     assert_eq!(nothing["unloaded"], json!([]));
 }
 
+/// What one request costs the app layer besides the engine: status snapshots of the core
+/// (the event forwarder's included) and copies of the settings. Printed for the record.
+#[test]
+fn what_a_warm_request_costs_the_app_layer() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), true);
+    let app = TestApp::start(dir.path(), &[]);
+    let models = app
+        .app
+        .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>();
+    let counts = || {
+        (
+            models.core().snapshots_taken(),
+            models.settings_store().copies_made(),
+        )
+    };
+    let transcribe = || {
+        let _: Value = app.ok(
+            "transcribe",
+            json!({ "path": fixture("beckett.wav"), "settings": { "language": "en" } }),
+        );
+    };
+    let png = dir.path().join("square.png");
+    write_square_png(&png, 64);
+    let opened: Value = app.ok("open_image_file", json!({ "path": png }));
+    let id = opened["image_id"].clone();
+    // A re-prompt on an opened image: the embedding is cached, so the request is mostly
+    // the app layer and the decoder.
+    let segment = || {
+        let _: Value = app.ok(
+            "segment",
+            json!({ "request": { "image_id": id, "points": [{ "x": 32.0, "y": 32.0, "foreground": true }], "bbox": null } }),
+        );
+    };
+    for (name, request) in [
+        ("transcribe", &transcribe as &dyn Fn()),
+        ("segment", &segment),
+    ] {
+        request();
+        // The event forwarder handles the cold request's events on its own thread.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let before = counts();
+        request();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let after = counts();
+        println!(
+            "warm {name}: {} status snapshots, {} settings copies",
+            after.0 - before.0,
+            after.1 - before.1
+        );
+    }
+}
+
 #[test]
 fn transcribe_a_recording_sent_as_raw_bytes() {
     let dir = tempfile::tempdir().expect("temp");

@@ -249,6 +249,11 @@ impl ModelsManager {
         &self.core
     }
 
+    /// The settings store (for tests and diagnostics).
+    pub fn settings_store(&self) -> &SettingsStore {
+        &self.settings
+    }
+
     /// The folders in use.
     pub fn paths(&self) -> &AppPaths {
         &self.paths

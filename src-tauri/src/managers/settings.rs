@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use model_manager::{ManagerConfig, ModelOverride, Strategy, TimerScope};
@@ -339,6 +340,8 @@ pub struct SettingsWarning {
 pub struct SettingsStore {
     path: PathBuf,
     current: Mutex<Settings>,
+    /// How many copies [`SettingsStore::get`] handed out (a diagnostic for request paths).
+    copies: AtomicU64,
 }
 
 impl SettingsStore {
@@ -388,6 +391,7 @@ impl SettingsStore {
             Self {
                 path,
                 current: Mutex::new(settings),
+                copies: AtomicU64::new(0),
             },
             warning,
         )
@@ -395,7 +399,13 @@ impl SettingsStore {
 
     /// The settings in force.
     pub fn get(&self) -> Settings {
+        self.copies.fetch_add(1, Ordering::Relaxed);
         self.current.lock().clone()
+    }
+
+    /// How many copies of the settings [`Self::get`] has handed out since the start.
+    pub fn copies_made(&self) -> u64 {
+        self.copies.load(Ordering::Relaxed)
     }
 
     /// Applies `change` to a copy, validates it, writes it atomically, and only then makes it

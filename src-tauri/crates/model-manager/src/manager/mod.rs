@@ -9,7 +9,8 @@ mod lease;
 mod work;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -87,6 +88,7 @@ impl ModelManagerBuilder {
         let manager = ModelManager {
             shared,
             checker: Mutex::new(None),
+            snapshots: AtomicU64::new(0),
         };
         for (key, loader, spec) in self.slots {
             manager.register(key, loader, spec)?;
@@ -111,6 +113,9 @@ impl ModelManagerBuilder {
 pub struct ModelManager {
     shared: Arc<Shared>,
     checker: Mutex<Option<JoinHandle<()>>>,
+    /// How many [`ModelManager::status`] snapshots were taken (a diagnostic: callers on a
+    /// request's path should ask narrower questions such as [`ModelManager::is_loaded`]).
+    snapshots: AtomicU64,
 }
 
 impl ModelManager {
@@ -466,6 +471,7 @@ impl ModelManager {
 
     /// A snapshot of every model and the configuration. Never loads anything.
     pub fn status(&self) -> ManagerStatus {
+        self.snapshots.fetch_add(1, Relaxed);
         let inner = self.shared.state.lock();
         let (now, wall) = self.now();
         let models: Vec<_> = (0..inner.slots.len())
@@ -477,6 +483,11 @@ impl ModelManager {
             config: inner.config.clone(),
             taken_at: wall,
         }
+    }
+
+    /// How many status snapshots have been taken since the start (see [`Self::status`]).
+    pub fn snapshots_taken(&self) -> u64 {
+        self.snapshots.load(Relaxed)
     }
 
     /// Whether `key`'s model is loaded now (one lock, no snapshot). `false` for an unknown key.
