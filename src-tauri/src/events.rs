@@ -13,8 +13,9 @@ use tauri::{AppHandle, Runtime};
 use tauri_specta::Event;
 
 use crate::catalog::Slot;
-use crate::managers::models::{ModelsManager, SettingsView};
-use crate::views::{ModelStatusView, StatusView, UnloadSummary, UnloadedView};
+use crate::managers::settings::SettingsView;
+use crate::managers::slots::SlotManager;
+use crate::views::{ModelStatusView, UnloadSummary, UnloadedView};
 
 /// A model's status changed (state, memory, deadline, leases, error...).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
@@ -52,13 +53,15 @@ pub struct TrainingProgress(pub crate::managers::training::TrainingView);
 pub struct TrayUnloaded(pub UnloadSummary);
 
 /// Forwards the core's events to the front end until the core goes away, calling
-/// `on_status` after each model change (the tray follows it).
+/// `on_status` after each model change with every model's latest view (the tray follows it).
+/// The views come from the events themselves: no status snapshot is taken per event.
 pub fn spawn_forwarder<R: Runtime>(
     app: AppHandle<R>,
-    models: Arc<ModelsManager>,
+    slots: Arc<SlotManager>,
     events: Receiver<ManagerEvent>,
-    on_status: impl Fn(&StatusView) + Send + 'static,
+    on_status: impl Fn(&[ModelStatusView]) + Send + 'static,
 ) -> std::io::Result<()> {
+    let mut latest: Vec<ModelStatusView> = slots.status().models;
     std::thread::Builder::new()
         .name("dormouse-events".into())
         .spawn(move || {
@@ -66,7 +69,7 @@ pub fn spawn_forwarder<R: Runtime>(
             for event in events {
                 let sent = match event {
                     ManagerEvent::Model(status) => {
-                        let Some(view) = models.model_event_view(&status) else {
+                        let Some(view) = slots.model_event_view(&status) else {
                             continue;
                         };
                         if let Some(unload) = &view.last_unload {
@@ -78,8 +81,12 @@ pub fn spawn_forwarder<R: Runtime>(
                                 }
                             }
                         }
+                        match latest.iter_mut().find(|m| m.slot == view.slot) {
+                            Some(known) => *known = view.clone(),
+                            None => latest.push(view.clone()),
+                        }
                         let sent = ModelStatusChanged(view).emit(&app);
-                        on_status(&models.status());
+                        on_status(&latest);
                         sent
                     }
                     ManagerEvent::LoadProgress { key, progress, .. } => {

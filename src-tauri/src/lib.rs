@@ -27,9 +27,9 @@ use specta_typescript::Typescript;
 use tauri::{Manager, RunEvent, Runtime};
 use tauri_specta::{collect_commands, collect_events, Event};
 
-use crate::managers::downloads::DownloadsManager;
-use crate::managers::models::ModelsManager;
+use crate::managers::downloads::ModelDownloads;
 use crate::managers::segmentation::SegmentationManager;
+use crate::managers::slots::SlotManager;
 use crate::managers::training::TrainingManager;
 use crate::managers::transcription::TranscriptionManager;
 use crate::paths::AppPaths;
@@ -228,16 +228,20 @@ pub fn initialize<R: Runtime>(
         }
     };
     engines::onnx_runtime::set_app_dirs(paths.onnxruntime_dirs());
-    let models = ModelsManager::start(paths, |v| (launch.env)(v))?;
-    tracing::info!(models_dir = %models.paths().models_dir.display(), "Dormouse started");
+    let managers::startup::Started {
+        settings,
+        library,
+        slots,
+    } = managers::startup::start(paths, |v| (launch.env)(v))?;
+    tracing::info!(models_dir = %library.paths().models_dir.display(), "Dormouse started");
     let handle = app.clone();
-    models.on_settings_changed(move |view| {
+    settings.on_settings_changed(move |view| {
         if let Err(error) = events::SettingsChanged(view.clone()).emit(&handle) {
             tracing::warn!(%error, "could not emit SettingsChanged");
         }
     });
     let tray = if launch.tray {
-        match tray::Tray::build(app, models.clone()) {
+        match tray::Tray::build(app, slots.clone()) {
             Ok(tray) => Some(tray),
             Err(error) => {
                 tracing::warn!(%error, "no tray icon (no system tray on this desktop?)");
@@ -249,17 +253,18 @@ pub fn initialize<R: Runtime>(
     };
     events::spawn_forwarder(
         app.clone(),
-        models.clone(),
-        models.subscribe(),
-        move |status| {
+        slots.clone(),
+        slots.subscribe(),
+        move |models| {
             if let Some(tray) = &tray {
-                tray.update(status);
+                tray.update(models);
             }
         },
     )?;
     let handle = app.clone();
-    let downloads = DownloadsManager::new(
-        models.clone(),
+    let downloads = ModelDownloads::new(
+        library.clone(),
+        &settings,
         |v| (launch.env)(v),
         move |view| {
             if let Err(error) = events::DownloadProgress(view).emit(&handle) {
@@ -268,18 +273,21 @@ pub fn initialize<R: Runtime>(
         },
     );
     app.manage(Arc::new(downloads));
-    app.manage(Arc::new(TranscriptionManager::new(models.clone())));
-    app.manage(Arc::new(SegmentationManager::new(models.clone())));
+    app.manage(Arc::new(TranscriptionManager::new(slots.clone())));
+    app.manage(Arc::new(SegmentationManager::new(slots.clone())));
     let handle = app.clone();
     app.manage(Arc::new(TrainingManager::new(
-        models.clone(),
+        slots.clone(),
+        library.clone(),
         move |view| {
             if let Err(error) = events::TrainingProgress(view).emit(&handle) {
                 tracing::warn!(%error, "could not emit TrainingProgress");
             }
         },
     )));
-    app.manage(models);
+    app.manage(settings);
+    app.manage(library);
+    app.manage(slots);
     Ok(())
 }
 
@@ -297,14 +305,14 @@ fn bundled_resources<R: Runtime>(app: &tauri::AppHandle<R>) -> Option<std::path:
 
 /// Stops the idle checker and unloads everything; safe to call more than once.
 pub fn shut_down<R: Runtime>(app: &tauri::AppHandle<R>) {
-    if let Some(downloads) = app.try_state::<Arc<DownloadsManager>>() {
+    if let Some(downloads) = app.try_state::<Arc<ModelDownloads>>() {
         downloads.shutdown();
     }
     if let Some(training) = app.try_state::<Arc<TrainingManager>>() {
         training.shutdown();
     }
-    if let Some(models) = app.try_state::<Arc<ModelsManager>>() {
-        let summary = models.shutdown();
+    if let Some(slots) = app.try_state::<Arc<SlotManager>>() {
+        let summary = slots.shutdown();
         tracing::info!(
             unloaded = summary.unloaded.len(),
             freed_bytes = summary.total_freed_bytes,

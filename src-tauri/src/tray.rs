@@ -15,8 +15,8 @@ use tauri_specta::Event;
 
 use crate::catalog::Slot;
 use crate::events::TrayUnloaded;
-use crate::managers::models::ModelsManager;
-use crate::views::{ModelStateView, ModelStatusView, StatusView};
+use crate::managers::slots::SlotManager;
+use crate::views::{ModelStateView, ModelStatusView};
 
 const UNLOAD: &str = "unload-models";
 const OPEN: &str = "open-dormouse";
@@ -47,10 +47,9 @@ pub struct TrayText {
 }
 
 impl TrayText {
-    /// What the tray shows for `status`, given what the last tray unload freed.
-    pub fn of(status: &StatusView, last_freed: Option<&str>) -> Self {
-        let loaded: Vec<&ModelStatusView> = status
-            .models
+    /// What the tray shows for `models`, given what the last tray unload freed.
+    pub fn of(models: &[ModelStatusView], last_freed: Option<&str>) -> Self {
+        let loaded: Vec<&ModelStatusView> = models
             .iter()
             .filter(|m| m.state == ModelStateView::Loaded)
             .collect();
@@ -64,11 +63,11 @@ impl TrayText {
                     .map(|m| m.display_name.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
-                megabytes(status.total_resident_bytes)
+                megabytes(models.iter().filter_map(|m| m.resident_bytes).sum())
             )
         };
         Self {
-            lines: status.models.iter().map(|m| (m.slot, line(m))).collect(),
+            lines: models.iter().map(|m| (m.slot, line(m))).collect(),
             unload_enabled: !loaded.is_empty(),
             unload: unload_label(last_freed),
             tooltip,
@@ -118,8 +117,8 @@ pub fn line(model: &ModelStatusView) -> String {
 
 impl<R: Runtime> Tray<R> {
     /// Builds the tray for `app`.
-    pub fn build(app: &AppHandle<R>, models: Arc<ModelsManager>) -> tauri::Result<Arc<Self>> {
-        let status = models.status();
+    pub fn build(app: &AppHandle<R>, slots: Arc<SlotManager>) -> tauri::Result<Arc<Self>> {
+        let status = slots.status();
         let last_freed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let freed_sink = last_freed.clone();
         let mut lines = BTreeMap::new();
@@ -157,10 +156,10 @@ impl<R: Runtime> Tray<R> {
         let icon = builder
             .on_menu_event(move |app, event| match event.id().as_ref() {
                 UNLOAD => {
-                    let models = models.clone();
+                    let slots = slots.clone();
                     let app = app.clone();
                     let freed_sink = freed_sink.clone();
-                    std::thread::spawn(move || match models.unload(None) {
+                    std::thread::spawn(move || match slots.unload(None) {
                         Ok(summary) => {
                             *freed_sink.lock() = Some(freed_words(&summary));
                             if let Err(error) = TrayUnloaded(summary).emit(&app) {
@@ -188,13 +187,13 @@ impl<R: Runtime> Tray<R> {
             last_freed,
             shown: Mutex::new(None),
         });
-        tray.update(&status);
+        tray.update(&status.models);
         Ok(tray)
     }
 
-    /// Shows `status` in the menu and tooltip, touching only what changed.
-    pub fn update(&self, status: &StatusView) {
-        let next = TrayText::of(status, self.last_freed.lock().as_deref());
+    /// Shows `models` in the menu and tooltip, touching only what changed.
+    pub fn update(&self, models: &[ModelStatusView]) {
+        let next = TrayText::of(models, self.last_freed.lock().as_deref());
         let mut shown = self.shown.lock();
         let before = shown.as_ref();
         for (slot, text) in &next.lines {

@@ -113,19 +113,26 @@ fn transcribe_a_file_then_unload_reports_what_was_freed() {
 }
 
 /// What one request costs the app layer besides the engine: status snapshots of the core
-/// (the event forwarder's included) and copies of the settings. Printed for the record.
+/// (the event forwarder's included) and copies of the settings. Printed for the record; a
+/// warm request takes neither (the lease says which model it holds and whether it was cold,
+/// the core answers "is it loaded?" directly, the forwarder builds the tray's view from the
+/// events). Before the app layer was split, a warm transcription took 7 snapshots and 4
+/// copies, a warm re-prompt 5 and 3.
 #[test]
-fn what_a_warm_request_costs_the_app_layer() {
+fn a_warm_request_takes_no_status_snapshot_and_copies_no_settings() {
     let dir = tempfile::tempdir().expect("temp");
     install_models(&dir.path().join("models"), true);
     let app = TestApp::start(dir.path(), &[]);
-    let models = app
+    let slots = app
         .app
-        .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>();
+        .state::<std::sync::Arc<dormouse_lib::managers::slots::SlotManager>>();
+    let settings = app
+        .app
+        .state::<std::sync::Arc<dormouse_lib::managers::settings::SettingsManager>>();
     let counts = || {
         (
-            models.core().snapshots_taken(),
-            models.settings_store().copies_made(),
+            slots.core().snapshots_taken(),
+            settings.store().copies_made(),
         )
     };
     let transcribe = || {
@@ -157,12 +164,84 @@ fn what_a_warm_request_costs_the_app_layer() {
         request();
         std::thread::sleep(std::time::Duration::from_millis(500));
         let after = counts();
+        let taken = (after.0 - before.0, after.1 - before.1);
         println!(
             "warm {name}: {} status snapshots, {} settings copies",
-            after.0 - before.0,
-            after.1 - before.1
+            taken.0, taken.1
         );
+        assert_eq!(taken, (0, 0), "warm {name}: (snapshots, settings copies)");
     }
+}
+
+/// Memory settings and UI preferences changed from several threads at once (as two windows,
+/// or a fast user, could): afterwards the core's configuration is exactly what
+/// `settings.json` says, and the file is the last change each thread made.
+#[test]
+fn concurrent_settings_changes_leave_the_core_and_the_file_in_agreement() {
+    use dormouse_lib::managers::settings::{parse, EnvOverrides, SettingsManager};
+    const CHANGES: u32 = 100;
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), false);
+    let app = TestApp::start(dir.path(), &[]);
+    let threads: Vec<_> = (0..6u32)
+        .map(|t| {
+            let window = app.window.clone();
+            std::thread::spawn(move || {
+                for i in 0..CHANGES {
+                    let body = if t % 3 == 2 {
+                        (
+                            "update_settings",
+                            json!({ "patch": { "show_memory_usage": i % 2 == 0, "preload_on_startup": null } }),
+                        )
+                    } else {
+                        (
+                            "update_model_config",
+                            json!({ "memory": {
+                                "strategy": "custom",
+                                "custom_timeout_secs": 60 + t * 1000 + i,
+                                "timer_scope": if i % 2 == 0 { "all_together" } else { "each_on_its_own" },
+                                "pinned": [],
+                                "memory_budget_mib": null
+                            } }),
+                        )
+                    };
+                    support::request_on(
+                        &window,
+                        body.0,
+                        tauri::ipc::InvokeBody::Json(body.1),
+                        Default::default(),
+                    )
+                    .unwrap_or_else(|e| panic!("{} failed: {e}", body.0));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("no panic");
+    }
+    let settings = app
+        .app
+        .state::<std::sync::Arc<SettingsManager>>()
+        .inner()
+        .clone();
+    let saved = parse(&std::fs::read(app.paths.settings_file()).expect("settings.json"))
+        .expect("a whole settings file");
+    assert_eq!(saved, settings.get(), "the file is the settings in force");
+    let slots = app
+        .app
+        .state::<std::sync::Arc<dormouse_lib::managers::slots::SlotManager>>();
+    assert_eq!(
+        slots.core().config(),
+        EnvOverrides::default().apply(&saved),
+        "the core runs what the file says"
+    );
+    let last = saved.memory.custom_timeout_secs;
+    assert!(
+        [0, 1, 3, 4]
+            .map(|t| 60 + t * 1000 + CHANGES - 1)
+            .contains(&last),
+        "the last change of one thread wins, got {last}"
+    );
 }
 
 #[test]
@@ -373,7 +452,7 @@ fn env_overrides_win_at_startup_and_are_shown() {
     assert_eq!(settings["env_overrides"]["load_timeout_secs"], 120.0);
     assert_eq!(
         app.app
-            .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>()
+            .state::<std::sync::Arc<dormouse_lib::managers::slots::SlotManager>>()
             .core()
             .config()
             .strategy,
@@ -381,7 +460,7 @@ fn env_overrides_win_at_startup_and_are_shown() {
     );
     assert_eq!(
         app.app
-            .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>()
+            .state::<std::sync::Arc<dormouse_lib::managers::slots::SlotManager>>()
             .core()
             .config()
             .load_timeout,
@@ -677,7 +756,7 @@ fn quitting_unloads_everything_and_refuses_new_work() {
     assert_eq!(kind, "shutting_down");
     let models = app
         .app
-        .state::<std::sync::Arc<dormouse_lib::managers::models::ModelsManager>>();
+        .state::<std::sync::Arc<dormouse_lib::managers::slots::SlotManager>>();
     assert_eq!(models.core().stats().loads_in_flight, 0);
 }
 

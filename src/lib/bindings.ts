@@ -190,7 +190,7 @@ message: string } |
 /**  What to show. */
 message: string };
 
-/**  What [`ModelsManager::delete_model`] removed. */
+/**  What [`ModelLibrary::delete_model`] removed. */
 export type DeletedModel = {
 	/**  The model's id. */
 	id: string,

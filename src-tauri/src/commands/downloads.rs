@@ -7,10 +7,10 @@ use tauri::State;
 
 use super::blocking;
 use crate::error::CommandResult;
-use crate::managers::downloads::{DownloadView, DownloadsManager};
-use crate::managers::models::DeletedModel;
+use crate::managers::downloads::{DownloadView, ModelDownloads};
+use crate::managers::library::DeletedModel;
 
-type Downloads<'a> = State<'a, Arc<DownloadsManager>>;
+type Downloads<'a> = State<'a, Arc<ModelDownloads>>;
 
 /// Starts downloading catalog model `model_id` (a second request joins the first).
 #[tauri::command]

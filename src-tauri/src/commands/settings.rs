@@ -6,34 +6,35 @@ use tauri::State;
 
 use super::blocking;
 use crate::error::CommandResult;
-use crate::managers::models::{ModelsManager, SettingsPatch, SettingsView};
-use crate::managers::settings::MemorySettings;
+use crate::managers::settings::{MemorySettings, SettingsManager, SettingsPatch, SettingsView};
+
+type Settings<'a> = State<'a, Arc<SettingsManager>>;
 
 /// The settings, the environment overrides in force and startup notices.
 #[tauri::command]
 #[specta::specta]
-pub fn get_settings(models: State<'_, Arc<ModelsManager>>) -> SettingsView {
-    models.settings_view()
+pub fn get_settings(settings: Settings<'_>) -> SettingsView {
+    settings.view()
 }
 
 /// Applies and saves a new memory strategy (validated first; nothing changes on error).
 #[tauri::command]
 #[specta::specta]
 pub async fn update_model_config(
-    models: State<'_, Arc<ModelsManager>>,
+    settings: Settings<'_>,
     memory: MemorySettings,
 ) -> CommandResult<SettingsView> {
-    let models = models.inner().clone();
-    blocking(move || models.update_memory(memory)).await
+    let settings = settings.inner().clone();
+    blocking(move || settings.update_model_config(memory)).await
 }
 
 /// Changes the UI preferences (preload on startup, show memory usage).
 #[tauri::command]
 #[specta::specta]
 pub async fn update_settings(
-    models: State<'_, Arc<ModelsManager>>,
+    settings: Settings<'_>,
     patch: SettingsPatch,
 ) -> CommandResult<SettingsView> {
-    let models = models.inner().clone();
-    blocking(move || models.update_settings(patch)).await
+    let settings = settings.inner().clone();
+    blocking(move || settings.update_settings(patch)).await
 }

@@ -38,7 +38,7 @@ pub async fn add_training_files(
     let training = training.inner().clone();
     blocking(move || {
         training
-            .set()
+            .training_set()
             .add_files(&PathBuf::from(image_path), &PathBuf::from(mask_path))
     })
     .await
@@ -72,7 +72,7 @@ pub async fn add_training_example(
     let training = training.inner().clone();
     blocking(move || {
         let (image, mask) = body.split_at(header.image_bytes);
-        training.set().add_bytes(&header.name, image, mask)
+        training.training_set().add_bytes(&header.name, image, mask)
     })
     .await
 }
@@ -94,7 +94,7 @@ pub async fn add_segment_to_training_set(
 #[tauri::command]
 #[specta::specta]
 pub fn remove_training_example(training: Training<'_>, example_id: String) -> CommandResult<()> {
-    training.set().remove(&example_id)
+    training.training_set().remove(&example_id)
 }
 
 /// A thumbnail of an example with its mask tinted, as raw PNG bytes.
@@ -104,7 +104,13 @@ pub async fn training_thumbnail(
     example_id: String,
 ) -> CommandResult<Response> {
     let training = training.inner().clone();
-    blocking(move || training.set().thumbnail(&example_id).map(Response::new)).await
+    blocking(move || {
+        training
+            .training_set()
+            .thumbnail(&example_id)
+            .map(Response::new)
+    })
+    .await
 }
 
 /// Starts training a custom segmentation model; returns at once (progress by events).

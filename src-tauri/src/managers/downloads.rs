@@ -1,8 +1,8 @@
-//! [`DownloadsManager`] gets catalog models onto the disk: it turns a catalog entry (or the
+//! [`ModelDownloads`] gets catalog models onto the disk: it turns a catalog entry (or the
 //! mirror/test override named by `DORMOUSE_CATALOG_OVERRIDES`) into a download for the
-//! `downloads` crate, publishes every status as a [`DownloadView`], and deletes models
-//! (cancelling a download in flight first; the refusal while a model is loaded or leased
-//! is the lifecycle core's). Proxies and timeouts follow the environment
+//! `downloads` crate and publishes every status as a [`DownloadView`]. Deleting a model that
+//! is downloading is refused here (cancel the download instead); the rest of deleting is the
+//! library's, and the refusal while a model is loaded or leased the lifecycle core's. Proxies and timeouts follow the environment
 //! (`HTTPS_PROXY`…, `DORMOUSE_DOWNLOAD_TIMEOUT`…).
 
 use std::collections::HashMap;
@@ -17,7 +17,8 @@ use specta::Type;
 
 use crate::catalog::{self, CatalogEntry};
 use crate::error::{CommandError, CommandResult};
-use crate::managers::models::{DeletedModel, ModelsManager, NoticeKind};
+use crate::managers::library::{DeletedModel, ModelLibrary};
+use crate::managers::settings::{NoticeKind, SettingsManager};
 
 /// Where a download is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -159,22 +160,23 @@ struct SourceOverride {
 }
 
 /// Owner of downloads and deletions; see the module docs.
-pub struct DownloadsManager {
+pub struct ModelDownloads {
     downloads: DownloadManager,
-    models: Arc<ModelsManager>,
+    library: Arc<ModelLibrary>,
     overrides: HashMap<String, SourceOverride>,
 }
 
-impl DownloadsManager {
+impl ModelDownloads {
     /// Reads the download settings from the environment and publishes every status to `sink`.
     pub fn new(
-        models: Arc<ModelsManager>,
+        library: Arc<ModelLibrary>,
+        settings: &SettingsManager,
         lookup: impl Fn(&str) -> Option<String>,
         sink: impl Fn(DownloadView) + Send + Sync + 'static,
     ) -> Self {
         let (options, env_error) = Options::from_env(&lookup);
         if let Some(message) = env_error {
-            models.add_notice(NoticeKind::EnvIgnored, message);
+            settings.add_notice(NoticeKind::EnvIgnored, message);
         }
         let overrides = match lookup("DORMOUSE_CATALOG_OVERRIDES").filter(|v| !v.trim().is_empty())
         {
@@ -185,7 +187,7 @@ impl DownloadsManager {
                 }
                 Err(message) => {
                     tracing::warn!(path, message, "download overrides ignored");
-                    models.add_notice(NoticeKind::EnvIgnored, message);
+                    settings.add_notice(NoticeKind::EnvIgnored, message);
                     HashMap::new()
                 }
             },
@@ -198,7 +200,7 @@ impl DownloadsManager {
         );
         Self {
             downloads,
-            models,
+            library,
             overrides,
         }
     }
@@ -213,7 +215,7 @@ impl DownloadsManager {
                 entry.display_name
             ))
         })?;
-        let dest = self.models.paths().models_dir.join(entry.file_name);
+        let dest = self.library.paths().models_dir.join(entry.file_name);
         if dest.exists() && self.downloads.status(model_id).is_none() {
             return Err(CommandError::invalid_input(format!(
                 "{} is already installed at {}",
@@ -246,14 +248,14 @@ impl DownloadsManager {
             .collect()
     }
 
-    /// Deletes an installed model (see [`ModelsManager::delete_model`]).
+    /// Deletes an installed model (see [`ModelLibrary::delete_model`]).
     pub fn delete(&self, model_id: &str) -> CommandResult<DeletedModel> {
         if self.downloads.status(model_id).is_some() {
             return Err(CommandError::InUse {
                 message: format!("{model_id} is downloading; cancel the download instead"),
             });
         }
-        self.models.delete_model(model_id)
+        self.library.delete_model(model_id)
     }
 
     /// Stops every download, keeping what arrived so the next request resumes it.

@@ -16,7 +16,7 @@ use specta::Type;
 
 use crate::catalog::Slot;
 use crate::error::{CommandError, CommandResult};
-use crate::managers::models::{ModelsManager, RequestTimings};
+use crate::managers::slots::{RequestTimings, SlotManager};
 
 /// Masks kept for fetching.
 const KEPT_MASKS: usize = 8;
@@ -81,7 +81,7 @@ pub struct SegmentResult {
 
 /// Owner of segmentation requests and of the recent masks.
 pub struct SegmentationManager {
-    models: Arc<ModelsManager>,
+    slots: Arc<SlotManager>,
     images: Mutex<VecDeque<(u32, Arc<RgbImage>)>>,
     masks: Mutex<VecDeque<(u32, Arc<Vec<u8>>)>>,
     next_id: Mutex<u32>,
@@ -97,10 +97,10 @@ fn remember<T>(cache: &Mutex<VecDeque<(u32, T)>>, id: u32, value: T, limit: usiz
 }
 
 impl SegmentationManager {
-    /// A manager using `models`.
-    pub fn new(models: Arc<ModelsManager>) -> Self {
+    /// A manager using `slots`.
+    pub fn new(slots: Arc<SlotManager>) -> Self {
         Self {
-            models,
+            slots,
             images: Mutex::new(VecDeque::new()),
             masks: Mutex::new(VecDeque::new()),
             next_id: Mutex::new(1),
@@ -137,7 +137,7 @@ impl SegmentationManager {
         let image_id = self.next_id();
         remember(&self.images, image_id, Arc::new(image), KEPT_IMAGES);
         // The user is about to click: start loading now (a missing model is reported then).
-        if let Err(error) = self.models.warm(crate::catalog::Task::Segmentation) {
+        if let Err(error) = self.slots.warm(crate::catalog::Task::Segmentation) {
             tracing::debug!(%error, "segmentation model not warmed");
         }
         Ok(OpenedImage {
@@ -179,14 +179,14 @@ impl SegmentationManager {
                 .collect(),
             bbox: request.bbox,
         };
-        let used = self.models.use_model(Slot::Segmentation)?;
+        let used = self.slots.use_model(Slot::Segmentation)?;
         let sam = used
             .lease
             .downcast::<SamModel>()
             .ok_or_else(|| CommandError::internal("the segmentation slot holds no SAM model"))?;
         let result = sam.segment(&image, &prompt);
-        let model_id = self.models.model_id(Slot::Segmentation);
-        let timings = self.models.finish_use(used);
+        let model_id = used.model_id().to_owned();
+        let timings = used.finish();
         let mask = result?;
         let png = mask.to_png()?;
         let mask_id = self.next_id();

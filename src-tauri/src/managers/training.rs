@@ -7,7 +7,8 @@
 //! segmentation model. A cancelled or failed job leaves nothing on disk and changes nothing.
 //!
 //! Lock order: `starting` (held through a whole `start`) before `job`, then a job's `view`;
-//! `job` and `view` are never held while calling the models manager or the event sink.
+//! `job` and `view` are never held while calling the slot owner, the library or the event
+//! sink.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use specta::Type;
 
 use crate::catalog::Slot;
 use crate::error::{CommandError, CommandResult};
-use crate::managers::models::{ModelInfo, ModelsManager};
+use crate::managers::library::{ModelInfo, ModelLibrary};
+use crate::managers::slots::SlotManager;
 use crate::training_set::{TrainingExample, TrainingSet};
 use crate::user_models::TrainingRecord;
 
@@ -120,7 +122,8 @@ struct Job {
 
 /// Owner of the training set and of training jobs; see the module docs.
 pub struct TrainingManager {
-    models: Arc<ModelsManager>,
+    slots: Arc<SlotManager>,
+    library: Arc<ModelLibrary>,
     set: TrainingSet,
     job: Mutex<Option<Job>>,
     /// Held for the whole of [`Self::start`], so two starts cannot both begin a job.
@@ -133,17 +136,17 @@ impl TrainingManager {
     /// A manager keeping its training set in the models folder; `sink` receives every
     /// status (wired to the `TrainingProgress` event).
     pub fn new(
-        models: Arc<ModelsManager>,
+        slots: Arc<SlotManager>,
+        library: Arc<ModelLibrary>,
         sink: impl Fn(TrainingView) + Send + Sync + 'static,
     ) -> Self {
-        let set = TrainingSet::new(models.paths().training_set_dir());
-        crate::debris::sweep_unfinished_adds(&models.paths().training_set_dir());
-        crate::debris::sweep(
-            &models.paths().training_set_dir(),
-            crate::debris::is_write_debris,
-        );
+        let dir = library.paths().training_set_dir();
+        crate::debris::sweep_unfinished_adds(&dir);
+        crate::debris::sweep(&dir, crate::debris::is_write_debris);
+        let set = TrainingSet::new(dir);
         Self {
-            models,
+            slots,
+            library,
             set,
             job: Mutex::new(None),
             starting: Mutex::new(()),
@@ -153,7 +156,7 @@ impl TrainingManager {
     }
 
     /// The training set.
-    pub fn set(&self) -> &TrainingSet {
+    pub fn training_set(&self) -> &TrainingSet {
         &self.set
     }
 
@@ -226,7 +229,7 @@ impl TrainingManager {
         let ids = self.examples_to_use(request.example_ids.as_deref())?;
         let pairs = self.set.load(&ids)?;
         training::check_dataset(&pairs)?;
-        self.models.ensure_installed(Slot::Segmentation)?;
+        self.slots.ensure_installed(Slot::Segmentation)?;
         let display_name = request
             .display_name
             .as_deref()
@@ -254,7 +257,8 @@ impl TrainingManager {
         let shared = Arc::new(Mutex::new(view.clone()));
         let cancel = Arc::new(AtomicBool::new(false));
         let run = Run {
-            models: self.models.clone(),
+            slots: self.slots.clone(),
+            library: self.library.clone(),
             view: shared.clone(),
             cancel: cancel.clone(),
             sink: self.sink.clone(),
@@ -322,7 +326,8 @@ impl TrainingManager {
 
 /// One job's thread.
 struct Run {
-    models: Arc<ModelsManager>,
+    slots: Arc<SlotManager>,
+    library: Arc<ModelLibrary>,
     view: Arc<Mutex<TrainingView>>,
     cancel: Arc<AtomicBool>,
     sink: Arc<Sink>,
@@ -386,8 +391,8 @@ impl Run {
     ) -> CommandResult<TrainingOutcome> {
         // The lease keeps the model loaded (no idle unload) for the whole run, and the base
         // weights are those of the model it holds: a size switch meanwhile cannot mix them.
-        let used = self.models.use_model(Slot::Segmentation)?;
-        let base_model = self.models.model_id(Slot::Segmentation);
+        let used = self.slots.use_model(Slot::Segmentation)?;
+        let base_model = used.model_id().to_owned();
         let sam = used
             .lease
             .downcast::<SamModel>()
@@ -440,13 +445,13 @@ impl Run {
             duration_ms: tuned.elapsed.as_millis() as u64,
         };
         let name = self.view.lock().display_name.clone();
-        let meta = self.models.add_fine_tune(&name, record.clone(), |out| {
+        let meta = self.library.add_fine_tune(&name, record.clone(), |out| {
             tuned.write_weights(&base_path, out)
         })?;
         drop(tuned);
-        self.models.finish_use(used);
-        self.models.load_user_model(meta.id.as_str())?;
-        let model = self.models.info(&meta.id.model_id())?;
+        used.finish();
+        self.slots.load_user_model(meta.id.as_str())?;
+        let model = self.library.info(&meta.id.model_id())?;
         tracing::info!(
             id = meta.id.as_str(),
             iou_before = record.iou_before,

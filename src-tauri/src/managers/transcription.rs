@@ -1,6 +1,6 @@
 //! [`TranscriptionManager`] owns speech-to-text requests: decode the audio first (bad input
 //! never loads a model), take leases on the speech model (Whisper or ONNX) and the VAD
-//! through the [`ModelsManager`], transcribe, and report the text with measured timings.
+//! through the [`SlotManager`], transcribe, and report the text with measured timings.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use specta::Type;
 
 use crate::catalog::Slot;
 use crate::error::{CommandError, CommandResult};
-use crate::managers::models::{ModelsManager, RequestTimings};
+use crate::managers::slots::{RequestTimings, SlotManager};
 
 /// What the user asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -64,13 +64,13 @@ pub struct Transcription {
 
 /// Owner of transcription requests.
 pub struct TranscriptionManager {
-    models: Arc<ModelsManager>,
+    slots: Arc<SlotManager>,
 }
 
 impl TranscriptionManager {
-    /// A manager using `models`.
-    pub fn new(models: Arc<ModelsManager>) -> Self {
-        Self { models }
+    /// A manager using `slots`.
+    pub fn new(slots: Arc<SlotManager>) -> Self {
+        Self { slots }
     }
 
     /// Transcribes the audio file at `path` (WAV, FLAC, MP3, OGG/Vorbis).
@@ -122,10 +122,10 @@ impl TranscriptionManager {
             warnings.push("The audio file ended early; what was there was transcribed.".to_owned());
         }
         let audio_seconds = audio.duration().as_secs_f32();
-        let used = self.models.use_model(Slot::Transcription)?;
+        let used = self.slots.use_model(Slot::Transcription)?;
         let skip_silence = settings.skip_silence.unwrap_or(true);
         let vad_use = if skip_silence && !audio.samples.is_empty() {
-            match self.models.use_model(Slot::Vad) {
+            match self.slots.use_model(Slot::Vad) {
                 Ok(vad) => Some(vad),
                 Err(error) => {
                     warnings.push(format!("Silence was not skipped: {}", error.message()));
@@ -149,10 +149,10 @@ impl TranscriptionManager {
         let result = model.transcribe(&audio.samples, &options, vad);
         let skipped_silence = vad.is_some();
         if let Some(vad_use) = vad_use {
-            self.models.finish_use(vad_use);
+            vad_use.finish();
         }
-        let model_id = self.models.model_id(Slot::Transcription);
-        let timings = self.models.finish_use(used);
+        let model_id = used.model_id().to_owned();
+        let timings = used.finish();
         let transcript = result?;
         Ok(Transcription {
             text: transcript.text,

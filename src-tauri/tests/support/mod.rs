@@ -88,6 +88,28 @@ pub fn install_models(models_dir: &Path, with_sam: bool) {
     }
 }
 
+/// Calls `cmd` through the IPC of `window` (a clone of a [`TestApp`]'s window can call from
+/// another thread, as a second window or a fast user would).
+pub fn request_on(
+    window: &WebviewWindow<MockRuntime>,
+    cmd: &str,
+    body: InvokeBody,
+    headers: tauri::http::HeaderMap,
+) -> Result<tauri::ipc::InvokeResponseBody, Value> {
+    get_ipc_response(
+        window,
+        InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().expect("url"),
+            body,
+            headers,
+            invoke_key: INVOKE_KEY.to_string(),
+        },
+    )
+}
+
 /// A running app and its window.
 pub struct TestApp {
     pub app: App<MockRuntime>,
@@ -130,18 +152,7 @@ impl TestApp {
         body: InvokeBody,
         headers: tauri::http::HeaderMap,
     ) -> Result<tauri::ipc::InvokeResponseBody, Value> {
-        get_ipc_response(
-            &self.window,
-            InvokeRequest {
-                cmd: cmd.into(),
-                callback: CallbackFn(0),
-                error: CallbackFn(1),
-                url: "tauri://localhost".parse().expect("url"),
-                body,
-                headers,
-                invoke_key: INVOKE_KEY.to_string(),
-            },
-        )
+        request_on(&self.window, cmd, body, headers)
     }
 
     /// Calls a JSON command; `Err` holds the command's error object.

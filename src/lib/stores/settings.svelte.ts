@@ -28,7 +28,7 @@ export class SettingsStore {
   }
 
   /** Applies a memory strategy now; returns an error message or null. */
-  async setMemory(memory: MemorySettings): Promise<string | null> {
+  async updateModelConfig(memory: MemorySettings): Promise<string | null> {
     const result = await commands.updateModelConfig(memory);
     if (result.status === "error") return (this.error = result.error.message);
     this.#take(result.data);

@@ -532,8 +532,15 @@ fn supersede_while_leased_waits_for_the_lease_then_swaps() {
         old.downcast::<TestModel>().expect("type").spec.id.as_ref(),
         "stt-base"
     );
+    assert_eq!(
+        old.model_id(),
+        "stt-base",
+        "a lease names the model it holds, not the spec chosen since"
+    );
     drop(old);
     assert_eq!(next.join().expect("no panic"), "whisper-small");
+    let fresh = manager.acquire(&key("stt")).expect("loaded");
+    assert_eq!(fresh.model_id(), "whisper-small");
     assert_eq!(loader.live(), 1);
     assert_eq!(
         loader.peak(),

@@ -22,6 +22,8 @@ use crate::loader::LoadedModel;
 /// its model is superseded, or the manager is shutting down.
 pub(crate) struct Lane {
     pub model: Arc<dyn LoadedModel>,
+    /// The id of the spec `model` was loaded from.
+    pub model_id: Arc<str>,
     pub generation: u64,
 }
 

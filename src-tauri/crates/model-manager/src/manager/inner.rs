@@ -407,10 +407,11 @@ impl Inner {
     /// Lets new leases take `idx`'s model without the lock (it just loaded).
     pub(crate) fn open_lane(&self, idx: usize) {
         let slot = &self.slots[idx];
-        if let Phase::Loaded { model, .. } = &slot.phase {
+        if let Phase::Loaded { model, spec, .. } = &slot.phase {
             if !self.shutting_down && !slot.is_stale() {
                 *slot.hot.lane.write() = Some(Lane {
                     model: model.clone(),
+                    model_id: spec.id.clone(),
                     generation: slot.generation,
                 });
             }

@@ -17,6 +17,8 @@ pub struct Lease {
     pub(crate) hot: Arc<Hot>,
     pub(crate) idx: usize,
     pub(crate) key: ModelKey,
+    /// The id of the spec the held model was loaded from (a later switch does not change it).
+    pub(crate) model_id: Arc<str>,
     pub(crate) generation: u64,
     /// Dropped first in `Drop`, before the lease is returned, so that an unload the return
     /// triggers really frees the model.
@@ -27,6 +29,11 @@ impl Lease {
     /// The slot this lease is on.
     pub fn key(&self) -> &ModelKey {
         &self.key
+    }
+
+    /// The id of the model held (`whisper-base`, `user:<id>`...), as it was when it loaded.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
     }
 
     /// The load generation of the model held.
@@ -49,6 +56,7 @@ impl fmt::Debug for Lease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lease")
             .field("key", &self.key)
+            .field("model_id", &self.model_id)
             .field("generation", &self.generation)
             .finish_non_exhaustive()
     }

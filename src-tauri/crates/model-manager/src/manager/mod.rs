@@ -181,6 +181,7 @@ impl ModelManager {
                 hot: hot.clone(),
                 idx,
                 key: key.clone(),
+                model_id: lane.model_id.clone(),
                 generation: lane.generation,
                 model: std::mem::ManuallyDrop::new(lane.model.clone()),
             };
@@ -208,12 +209,13 @@ impl ModelManager {
             }
             let slot = &inner.slots[idx];
             match &slot.phase {
-                Phase::Loaded { model, .. } if !slot.is_stale() => {
+                Phase::Loaded { model, spec, .. } if !slot.is_stale() => {
                     let lease = Lease {
                         shared: self.shared.clone(),
                         hot,
                         idx,
                         key: key.clone(),
+                        model_id: spec.id.clone(),
                         generation: slot.generation,
                         model: std::mem::ManuallyDrop::new(model.clone()),
                     };
