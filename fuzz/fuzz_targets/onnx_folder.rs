@@ -29,5 +29,5 @@ fuzz_target!(|data: &[u8]| {
     if present == 0 && std::fs::write(dir.path().join("model.onnx"), body).is_err() {
         return;
     }
-    let _ = engines::onnx_speech::inspect_folder(dir.path());
+    let _ = engines::speech::onnx::inspect_folder(dir.path());
 });

@@ -12,6 +12,6 @@ fuzz_target!(|data: &[u8]| {
     if file.write_all(data).is_err() {
         return;
     }
-    let _ = engines::speech::inspect(file.path());
+    let _ = engines::speech::inspect_whisper(file.path());
     let _ = engines::segmentation::weights::inspect(file.path());
 });

@@ -72,6 +72,17 @@ pub fn is_write_debris(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn only_debris_goes() {
         let dir = tempfile::tempdir().expect("temp");
@@ -87,12 +98,7 @@ mod tests {
         }
         std::fs::create_dir(dir.path().join("folder.partial")).expect("dir");
         assert_eq!(sweep(dir.path(), is_write_debris), 3);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names_in(dir.path());
         assert_eq!(left, ["a.bin", "a.json", "folder.partial", "notes.tmp"]);
     }
 
@@ -121,12 +127,7 @@ mod tests {
         }
         assert_eq!(sweep_unfinished_adds(dir.path()), 3);
         assert_eq!(sweep(dir.path(), is_write_debris), 3, "the markers");
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .expect("dir")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names_in(dir.path());
         assert_eq!(
             left,
             [

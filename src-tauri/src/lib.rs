@@ -34,22 +34,41 @@ use crate::managers::training::TrainingManager;
 use crate::managers::transcription::TranscriptionManager;
 use crate::paths::AppPaths;
 
-/// Commands that move raw bytes, registered beside the typed ones (tauri-specta cannot type
-/// raw IPC bodies); their names are exported as constants in the bindings.
-pub const RAW_COMMANDS: [&str; 5] = [
-    "transcribe_audio",
-    "mask_png",
-    "open_image",
-    "add_training_example",
-    "training_thumbnail",
-];
+/// The commands that move raw bytes, listed once: registered beside the typed ones
+/// (tauri-specta cannot type raw IPC bodies) and routed by name; their names are exported as
+/// constants in the bindings.
+macro_rules! raw_commands {
+    ($($module:ident :: $command:ident as $constant:ident),* $(,)?) => {
+        /// The raw-body commands' names.
+        pub const RAW_COMMANDS: &[&str] = &[$(stringify!($command)),*];
+
+        fn raw_handler<R: Runtime>() -> Box<dyn Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync> {
+            Box::new(tauri::generate_handler![$(commands::$module::$command),*])
+        }
+
+        /// Each raw command's name as a constant of the bindings (`TRANSCRIBE_AUDIO_COMMAND`...).
+        fn with_raw_command_names<R: Runtime>(
+            builder: tauri_specta::Builder<R>,
+        ) -> tauri_specta::Builder<R> {
+            builder$(.constant(stringify!($constant), stringify!($command)))*
+        }
+    };
+}
+
+raw_commands!(
+    transcription::transcribe_audio as TRANSCRIBE_AUDIO_COMMAND,
+    segmentation::mask_png as MASK_PNG_COMMAND,
+    segmentation::open_image as OPEN_IMAGE_COMMAND,
+    training::add_training_example as ADD_TRAINING_EXAMPLE_COMMAND,
+    training::training_thumbnail as TRAINING_THUMBNAIL_COMMAND,
+);
 
 /// Where the generated TypeScript bindings live, relative to the workspace root.
 pub const BINDINGS_PATH: &str = "src/lib/bindings.ts";
 
 /// The typed commands and events, for the invoke handler and the TypeScript bindings.
 pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
-    tauri_specta::Builder::<R>::new()
+    with_raw_command_names(tauri_specta::Builder::<R>::new())
         .commands(collect_commands![
             commands::models::get_model_status,
             commands::models::get_model_info,
@@ -92,19 +111,14 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
         .typ::<error::CommandError>()
         // Byte counts and epoch milliseconds stay far below 2^53, where a JS number is exact.
         .dangerously_cast_bigints_to_number()
-        .constant("TRANSCRIBE_AUDIO_COMMAND", RAW_COMMANDS[0])
         .constant(
             "TRANSCRIBE_SETTINGS_HEADER",
             commands::transcription::SETTINGS_HEADER,
         )
-        .constant("MASK_PNG_COMMAND", RAW_COMMANDS[1])
-        .constant("OPEN_IMAGE_COMMAND", RAW_COMMANDS[2])
-        .constant("ADD_TRAINING_EXAMPLE_COMMAND", RAW_COMMANDS[3])
         .constant(
             "TRAINING_EXAMPLE_HEADER",
             commands::training::EXAMPLE_HEADER,
         )
-        .constant("TRAINING_THUMBNAIL_COMMAND", RAW_COMMANDS[4])
         .constant(
             "DEFAULT_TRAINING_STEPS",
             engines::segmentation::training::TrainOptions::default().steps as u32,
@@ -174,14 +188,7 @@ impl Launch {
 /// Registers the commands (typed and raw) on `builder`.
 pub fn with_commands<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Builder<R> {
     let typed = specta_builder::<R>().invoke_handler();
-    let raw: Box<dyn Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync> =
-        Box::new(tauri::generate_handler![
-            commands::transcription::transcribe_audio,
-            commands::segmentation::mask_png,
-            commands::segmentation::open_image,
-            commands::training::add_training_example,
-            commands::training::training_thumbnail
-        ]);
+    let raw = raw_handler::<R>();
     builder.invoke_handler(move |invoke| {
         if RAW_COMMANDS.contains(&invoke.message.command()) {
             raw(invoke)

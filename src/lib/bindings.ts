@@ -254,21 +254,21 @@ export type DownloadOffer_Serialize = {
 
 /**  Where a download is. */
 export type DownloadPhase = 
-/**  Opening the connection. */
+/**  Opening the connection (also before each retry). */
 "connecting" | 
 /**  Bytes are arriving. */
 "downloading" | 
-/**  The connection failed; the next attempt starts soon. */
+/**  The connection failed; waiting before the next attempt. */
 "retrying" | 
 /**  Checking the SHA-256. */
 "verifying" | 
 /**  Unpacking the archive. */
 "unpacking" | 
-/**  Installed. */
+/**  In place and verified. */
 "finished" | 
-/**  Stopped with an error. */
+/**  Stopped with an error (see `error`). */
 "failed" | 
-/**  Cancelled. */
+/**  Cancelled by the user. */
 "cancelled";
 
 /**

@@ -32,6 +32,7 @@ describe("Models page", () => {
     });
     await renderWithStores(Page);
     await settle();
+    expect(calls.filter((c) => c.cmd === "list_models")).toHaveLength(1);
     const row = document.querySelector('tr[data-model="user:leaf"]');
     expect(row?.textContent).toContain("Custom model");
     expect(row?.textContent).toContain("Active");

@@ -20,28 +20,6 @@ use crate::error::{CommandError, CommandResult};
 use crate::managers::library::{DeletedModel, ModelLibrary};
 use crate::managers::settings::{NoticeKind, SettingsManager};
 
-/// Where a download is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
-#[serde(rename_all = "snake_case")]
-pub enum DownloadPhase {
-    /// Opening the connection.
-    Connecting,
-    /// Bytes are arriving.
-    Downloading,
-    /// The connection failed; the next attempt starts soon.
-    Retrying,
-    /// Checking the SHA-256.
-    Verifying,
-    /// Unpacking the archive.
-    Unpacking,
-    /// Installed.
-    Finished,
-    /// Stopped with an error.
-    Failed,
-    /// Cancelled.
-    Cancelled,
-}
-
 /// What kind of failure, for the UI to word and style.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "snake_case")]
@@ -77,7 +55,7 @@ pub struct DownloadView {
     /// The catalog id.
     pub model_id: String,
     /// Where it is.
-    pub phase: DownloadPhase,
+    pub phase: Phase,
     /// Bytes on disk.
     pub bytes: u64,
     /// Full size, once known.
@@ -102,16 +80,7 @@ impl From<&DownloadStatus> for DownloadView {
     fn from(s: &DownloadStatus) -> Self {
         Self {
             model_id: s.id.clone(),
-            phase: match s.phase {
-                Phase::Connecting => DownloadPhase::Connecting,
-                Phase::Downloading => DownloadPhase::Downloading,
-                Phase::Retrying => DownloadPhase::Retrying,
-                Phase::Verifying => DownloadPhase::Verifying,
-                Phase::Unpacking => DownloadPhase::Unpacking,
-                Phase::Finished => DownloadPhase::Finished,
-                Phase::Failed => DownloadPhase::Failed,
-                Phase::Cancelled => DownloadPhase::Cancelled,
-            },
+            phase: s.phase,
             bytes: s.bytes,
             total_bytes: s.total,
             bytes_per_sec: s.bytes_per_sec,

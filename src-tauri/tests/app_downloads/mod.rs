@@ -10,7 +10,8 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
 use dormouse_lib::events::DownloadProgress;
-use dormouse_lib::managers::downloads::{DownloadErrorKind, DownloadPhase, DownloadView};
+use dormouse_lib::managers::downloads::{DownloadErrorKind, DownloadView};
+use downloads::Phase;
 use serde_json::{json, Value};
 use tauri_specta::Event;
 
@@ -39,7 +40,7 @@ fn until_done(events: &Receiver<DownloadView>, model_id: &str) -> Vec<DownloadVi
         }
         let done = matches!(
             view.phase,
-            DownloadPhase::Finished | DownloadPhase::Failed | DownloadPhase::Cancelled
+            Phase::Finished | Phase::Failed | Phase::Cancelled
         );
         seen.push(view);
         if done {
@@ -88,10 +89,10 @@ fn a_catalog_model_downloads_with_progress_events_and_is_then_used() {
     );
     let events = until_done(&rx, "whisper-tiny");
     let last = events.last().expect("events");
-    assert_eq!(last.phase, DownloadPhase::Finished, "{last:?}");
-    assert!(events.iter().any(|e| e.phase == DownloadPhase::Retrying));
+    assert_eq!(last.phase, Phase::Finished, "{last:?}");
+    assert!(events.iter().any(|e| e.phase == Phase::Retrying));
     assert!(events.iter().any(|e| e.resumed_from == Some(20_000_000)));
-    assert!(events.iter().any(|e| e.phase == DownloadPhase::Verifying));
+    assert!(events.iter().any(|e| e.phase == Phase::Verifying));
     assert_eq!(server.seen().len(), 2, "one transfer, resumed once");
     let path = app.paths.models_dir.join("ggml-tiny.bin");
     assert_eq!(
@@ -141,7 +142,7 @@ fn a_corrupt_download_is_reported_and_leaves_nothing() {
     DownloadProgress::listen(&app.app, move |e| drop(tx.send(e.payload.0)));
     app.ok::<DownloadView>("download_model", json!({ "modelId": "whisper-small" }));
     let last = until_done(&rx, "whisper-small").pop().expect("events");
-    assert_eq!(last.phase, DownloadPhase::Failed);
+    assert_eq!(last.phase, Phase::Failed);
     let error = last.error.expect("an error");
     assert_eq!(error.kind, DownloadErrorKind::ChecksumMismatch);
     assert!(error.message.contains("corrupt"), "{}", error.message);

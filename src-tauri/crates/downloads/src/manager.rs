@@ -46,6 +46,11 @@ pub struct Artifact {
 
 /// Where a download is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "typed",
+    derive(serde::Serialize, serde::Deserialize, specta::Type),
+    serde(rename = "DownloadPhase", rename_all = "snake_case")
+)]
 pub enum Phase {
     /// Opening the connection (also before each retry).
     Connecting,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use engines::audio::TARGET_RATE;
-use engines::onnx_speech::{OnnxFamily, OnnxSpeechModel};
+use engines::speech::onnx::{OnnxFamily, OnnxSpeechModel};
 use engines::speech::{as_transcriber, SpeechLoader, TranscribeOptions, Transcriber};
 use fixtures::fixture_dir;
 use model_manager::{ModelKey, ModelManager, ModelSpec, ModelState};

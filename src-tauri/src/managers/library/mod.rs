@@ -265,7 +265,7 @@ pub fn user_model_problem(users: &UserModels, id: &UserModelId, task: Task) -> O
 /// Checks a weights file is a model for `task` before anything loads it.
 fn validate_weights(path: &Path, task: Task) -> CommandResult<()> {
     match task {
-        Task::Transcription => speech::inspect(path).map(drop)?,
+        Task::Transcription => speech::inspect_whisper(path).map(drop)?,
         Task::Segmentation => sam_weights::inspect(path).map(drop)?,
     }
     Ok(())
@@ -273,7 +273,7 @@ fn validate_weights(path: &Path, task: Task) -> CommandResult<()> {
 
 /// Which task a user's weights file is for: a Whisper GGML file or SAM safetensors.
 fn detect_task(path: &Path) -> CommandResult<Task> {
-    let whisper = speech::inspect(path);
+    let whisper = speech::inspect_whisper(path);
     if whisper.is_ok() {
         return Ok(Task::Transcription);
     }

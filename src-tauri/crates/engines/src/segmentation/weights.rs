@@ -9,8 +9,10 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::var_builder::SimpleBackend;
+#[cfg(feature = "test-support")]
 use candle_nn::{VarBuilder, VarMap};
 
+#[cfg(feature = "test-support")]
 use super::network::SamNet;
 use super::SamSize;
 use crate::error::EngineError;
@@ -305,6 +307,8 @@ pub fn write_safetensors(
 
 /// Writes weights of the real `size` architecture with deterministic pseudo-random values
 /// (seeded), for tests and fixtures: no real SAM weights are needed to exercise the engine.
+/// Test support (the `test-support` feature), not part of the engine's API.
+#[cfg(feature = "test-support")]
 pub fn write_random_weights(
     size: SamSize,
     path: &Path,

@@ -22,7 +22,7 @@ use crate::status::{ManagerEvent, ManagerStats, ModelStatus, UnloadedModel};
 pub(crate) const IMMEDIATE_WARM_GRACE: Duration = Duration::from_secs(60);
 
 /// What a slot holds right now; the payload of each [`ModelState`].
-pub(crate) enum Phase {
+pub(crate) enum SlotPhase {
     Idle,
     Loading {
         spec: ModelSpec,
@@ -40,14 +40,14 @@ pub(crate) enum Phase {
     Failed,
 }
 
-impl Phase {
+impl SlotPhase {
     pub(crate) fn state(&self) -> ModelState {
         match self {
-            Phase::Idle => ModelState::Idle,
-            Phase::Loading { .. } => ModelState::Loading,
-            Phase::Loaded { .. } => ModelState::Loaded,
-            Phase::Unloading { .. } => ModelState::Unloading,
-            Phase::Failed => ModelState::Failed,
+            SlotPhase::Idle => ModelState::Idle,
+            SlotPhase::Loading { .. } => ModelState::Loading,
+            SlotPhase::Loaded { .. } => ModelState::Loaded,
+            SlotPhase::Unloading { .. } => ModelState::Unloading,
+            SlotPhase::Failed => ModelState::Failed,
         }
     }
 }
@@ -62,7 +62,7 @@ pub(crate) enum Outcome {
 }
 
 /// One model key's slot.
-pub(crate) struct Slot {
+pub(crate) struct SlotEntry {
     pub key: ModelKey,
     pub loader: Arc<dyn ModelLoader>,
     /// The spec the next load uses.
@@ -71,7 +71,7 @@ pub(crate) struct Slot {
     pub estimate: Option<u64>,
     /// Bytes measured the last time a spec was loaded here.
     pub measured: Option<(ModelSpec, u64)>,
-    pub phase: Phase,
+    pub phase: SlotPhase,
     pub generation: u64,
     /// Leases, last use and the lane: what the hot path touches without the lock.
     pub hot: Arc<Hot>,
@@ -89,7 +89,7 @@ pub(crate) struct Slot {
     pub last_unload: Option<UnloadedModel>,
 }
 
-impl Slot {
+impl SlotEntry {
     pub(crate) fn new(
         key: ModelKey,
         loader: Arc<dyn ModelLoader>,
@@ -103,7 +103,7 @@ impl Slot {
             spec,
             estimate,
             measured: None,
-            phase: Phase::Idle,
+            phase: SlotPhase::Idle,
             generation: 0,
             hot,
             pending_unload: None,
@@ -130,15 +130,15 @@ impl Slot {
     /// Bytes this slot holds or is about to hold.
     fn held_bytes(&self) -> u64 {
         match &self.phase {
-            Phase::Loaded { bytes, .. } | Phase::Unloading { bytes, .. } => *bytes,
-            Phase::Loading { .. } => self.expected_bytes().unwrap_or(0),
-            Phase::Idle | Phase::Failed => 0,
+            SlotPhase::Loaded { bytes, .. } | SlotPhase::Unloading { bytes, .. } => *bytes,
+            SlotPhase::Loading { .. } => self.expected_bytes().unwrap_or(0),
+            SlotPhase::Idle | SlotPhase::Failed => 0,
         }
     }
 
     /// Loaded with a spec other than the one now wanted: new requests wait for it to go.
     pub(crate) fn is_stale(&self) -> bool {
-        matches!(&self.phase, Phase::Loaded { spec, .. } if *spec != self.spec)
+        matches!(&self.phase, SlotPhase::Loaded { spec, .. } if *spec != self.spec)
     }
 
     /// The error a request that waited on `generation` gets, if that load did not produce a model.
@@ -181,7 +181,7 @@ pub(crate) struct Eviction {
 
 /// All mutable manager state, guarded by `Shared::state`.
 pub(crate) struct Inner {
-    pub slots: Vec<Slot>,
+    pub slots: Vec<SlotEntry>,
     pub config: ManagerConfig,
     /// Lease counts and last activity across all models, shared with the hot path.
     pub activity: Arc<Activity>,
@@ -215,9 +215,9 @@ impl Inner {
     pub(crate) fn transition(
         &mut self,
         idx: usize,
-        next: Phase,
+        next: SlotPhase,
         reason: TransitionReason,
-    ) -> Option<Phase> {
+    ) -> Option<SlotPhase> {
         let slot = &mut self.slots[idx];
         let (from, to) = (slot.phase.state(), next.state());
         if !from.can_become(to) {
@@ -247,7 +247,7 @@ impl Inner {
         reason: TransitionReason,
         now: Instant,
     ) -> Result<LoadJob, ManagerError> {
-        if !matches!(self.slots[idx].phase, Phase::Idle | Phase::Failed) {
+        if !matches!(self.slots[idx].phase, SlotPhase::Idle | SlotPhase::Failed) {
             return Err(ManagerError::Internal(format!(
                 "{} cannot start a load while {:?}",
                 self.slots[idx].key,
@@ -259,7 +259,7 @@ impl Inner {
         self.next_generation += 1;
         let cancel = CancelToken::new();
         let spec = self.slots[idx].spec.clone();
-        let next = Phase::Loading {
+        let next = SlotPhase::Loading {
             spec: spec.clone(),
             cancel: cancel.clone(),
         };
@@ -290,10 +290,12 @@ impl Inner {
 
     /// Cancels `idx`'s load in flight, if any; its result will be dropped when it arrives.
     pub(crate) fn cancel_load(&mut self, idx: usize, reason: TransitionReason) -> bool {
-        if !matches!(self.slots[idx].phase, Phase::Loading { .. }) {
+        if !matches!(self.slots[idx].phase, SlotPhase::Loading { .. }) {
             return false;
         }
-        if let Some(Phase::Loading { cancel, .. }) = self.transition(idx, Phase::Idle, reason) {
+        if let Some(SlotPhase::Loading { cancel, .. }) =
+            self.transition(idx, SlotPhase::Idle, reason)
+        {
             cancel.cancel();
             self.abandon(idx);
             let slot = &mut self.slots[idx];
@@ -317,7 +319,7 @@ impl Inner {
         reason: TransitionReason,
     ) -> Option<Eviction> {
         let slot = &self.slots[idx];
-        let Phase::Loaded { spec, bytes, .. } = &slot.phase else {
+        let SlotPhase::Loaded { spec, bytes, .. } = &slot.phase else {
             return None;
         };
         {
@@ -327,11 +329,12 @@ impl Inner {
             }
             *lane = None;
         }
-        let next = Phase::Unloading {
+        let next = SlotPhase::Unloading {
             spec: spec.clone(),
             bytes: *bytes,
         };
-        let Some(Phase::Loaded { spec, model, bytes }) = self.transition(idx, next, reason) else {
+        let Some(SlotPhase::Loaded { spec, model, bytes }) = self.transition(idx, next, reason)
+        else {
             return None;
         };
         self.set_pending_unload(idx, None);
@@ -357,7 +360,7 @@ impl Inner {
     ) -> Option<Eviction> {
         self.set_pending_unload(idx, Some(reason));
         let eviction = self.begin_unload(idx, reason);
-        if eviction.is_none() && !matches!(self.slots[idx].phase, Phase::Loaded { .. }) {
+        if eviction.is_none() && !matches!(self.slots[idx].phase, SlotPhase::Loaded { .. }) {
             self.set_pending_unload(idx, None);
         }
         eviction
@@ -407,7 +410,7 @@ impl Inner {
     /// Lets new leases take `idx`'s model without the lock (it just loaded).
     pub(crate) fn open_lane(&self, idx: usize) {
         let slot = &self.slots[idx];
-        if let Phase::Loaded { model, spec, .. } = &slot.phase {
+        if let SlotPhase::Loaded { model, spec, .. } = &slot.phase {
             if !self.shutting_down && !slot.is_stale() {
                 *slot.hot.lane.write() = Some(Lane {
                     model: model.clone(),
@@ -426,7 +429,7 @@ impl Inner {
     /// Whether `idx` may be evicted to make room: loaded, unleased, unpinned.
     fn evictable(&self, idx: usize) -> bool {
         let slot = &self.slots[idx];
-        matches!(slot.phase, Phase::Loaded { .. })
+        matches!(slot.phase, SlotPhase::Loaded { .. })
             && slot.hot.leases() == 0
             && !self.config.is_pinned(&slot.key)
     }
@@ -517,7 +520,7 @@ impl Inner {
             return Vec::new();
         };
         let in_use: u64 =
-            self.slots.iter().map(Slot::held_bytes).sum::<u64>() + self.abandoned_bytes();
+            self.slots.iter().map(SlotEntry::held_bytes).sum::<u64>() + self.abandoned_bytes();
         let candidates = (0..self.slots.len())
             .filter(|&i| self.evictable(i))
             .collect();
@@ -527,7 +530,7 @@ impl Inner {
     /// When `idx` will unload if nobody touches it.
     pub(crate) fn deadline(&self, idx: usize) -> Option<Instant> {
         let slot = &self.slots[idx];
-        if !matches!(slot.phase, Phase::Loaded { .. })
+        if !matches!(slot.phase, SlotPhase::Loaded { .. })
             || slot.hot.leases() > 0
             || self.config.is_pinned(&slot.key)
         {
@@ -567,7 +570,7 @@ impl Inner {
     pub(crate) fn load_deadline(&self, idx: usize) -> Option<Instant> {
         let slot = &self.slots[idx];
         match slot.phase {
-            Phase::Loading { .. } => slot.load_started.map(|t| t + self.config.load_timeout),
+            SlotPhase::Loading { .. } => slot.load_started.map(|t| t + self.config.load_timeout),
             _ => None,
         }
     }
@@ -583,8 +586,8 @@ impl Inner {
         overdue
             .into_iter()
             .filter(|&idx| {
-                let Some(Phase::Loading { cancel, .. }) =
-                    self.transition(idx, Phase::Failed, TransitionReason::LoadFailed)
+                let Some(SlotPhase::Loading { cancel, .. }) =
+                    self.transition(idx, SlotPhase::Failed, TransitionReason::LoadFailed)
                 else {
                     return false;
                 };
@@ -676,11 +679,11 @@ impl Inner {
             }
         };
         let (spec, resident) = match &slot.phase {
-            Phase::Loading { spec, .. } | Phase::Unloading { spec, .. } => (spec, None),
-            Phase::Loaded { spec, bytes, .. } => (spec, Some(*bytes)),
-            Phase::Idle | Phase::Failed => (&slot.spec, None),
+            SlotPhase::Loading { spec, .. } | SlotPhase::Unloading { spec, .. } => (spec, None),
+            SlotPhase::Loaded { spec, bytes, .. } => (spec, Some(*bytes)),
+            SlotPhase::Idle | SlotPhase::Failed => (&slot.spec, None),
         };
-        let loaded = matches!(slot.phase, Phase::Loaded { .. });
+        let loaded = matches!(slot.phase, SlotPhase::Loaded { .. });
         ModelStatus {
             key: slot.key.clone(),
             state: slot.phase.state(),
@@ -747,7 +750,7 @@ mod tests {
         let activity = Arc::new(Activity::new(Instant::now()));
         let mut inner = Inner::new(ManagerConfig::default(), activity);
         let key = ModelKey::new("stt").expect("valid");
-        inner.slots.push(Slot::new(
+        inner.slots.push(SlotEntry::new(
             key,
             Arc::new(NoLoader),
             ModelSpec::new("base"),
@@ -760,7 +763,7 @@ mod tests {
     #[test]
     fn the_manager_refuses_transitions_the_table_forbids_and_counts_them() {
         let mut inner = inner_with_one_slot();
-        let skip_loading = Phase::Loaded {
+        let skip_loading = SlotPhase::Loaded {
             spec: ModelSpec::new("base"),
             model: Arc::new(Tiny),
             bytes: 1,
@@ -776,7 +779,7 @@ mod tests {
         assert_eq!(inner.stats.invalid_transitions, 1);
         assert!(inner.slots[0].last_transition.is_none(), "nothing recorded");
 
-        let unload_idle = Phase::Unloading {
+        let unload_idle = SlotPhase::Unloading {
             spec: ModelSpec::new("base"),
             bytes: 1,
         };
@@ -789,14 +792,14 @@ mod tests {
     #[test]
     fn the_manager_takes_every_valid_transition_and_records_its_reason() {
         let mut inner = inner_with_one_slot();
-        let loading = Phase::Loading {
+        let loading = SlotPhase::Loading {
             spec: ModelSpec::new("base"),
             cancel: CancelToken::new(),
         };
         assert!(inner
             .transition(0, loading, TransitionReason::Warm)
             .is_some());
-        let loaded = Phase::Loaded {
+        let loaded = SlotPhase::Loaded {
             spec: ModelSpec::new("base"),
             model: Arc::new(Tiny),
             bytes: 1,

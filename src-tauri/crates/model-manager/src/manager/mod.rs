@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use self::hot::{Activity, Hot};
-use self::inner::{Eviction, Inner, Phase, Slot};
+use self::inner::{Eviction, Inner, SlotEntry, SlotPhase};
 pub use self::lease::Lease;
 use self::work::{guarded, Shared};
 use crate::clock::{Clock, SystemClock};
@@ -144,7 +144,7 @@ impl ModelManager {
         }
         let idx = inner.slots.len();
         let hot = Arc::new(Hot::default());
-        let slot = Slot::new(key.clone(), loader, spec, estimate, hot.clone());
+        let slot = SlotEntry::new(key.clone(), loader, spec, estimate, hot.clone());
         inner.slots.push(slot);
         directory.insert(key, (idx, hot));
         drop(directory);
@@ -209,7 +209,7 @@ impl ModelManager {
             }
             let slot = &inner.slots[idx];
             match &slot.phase {
-                Phase::Loaded { model, spec, .. } if !slot.is_stale() => {
+                SlotPhase::Loaded { model, spec, .. } if !slot.is_stale() => {
                     let lease = Lease {
                         shared: self.shared.clone(),
                         hot,
@@ -223,9 +223,9 @@ impl ModelManager {
                     inner.take_lease(idx, now, wall);
                     return Ok(lease);
                 }
-                Phase::Loading { .. } => waited_on = Some(slot.generation),
-                Phase::Loaded { .. } | Phase::Unloading { .. } => {}
-                Phase::Idle | Phase::Failed => {
+                SlotPhase::Loading { .. } => waited_on = Some(slot.generation),
+                SlotPhase::Loaded { .. } | SlotPhase::Unloading { .. } => {}
+                SlotPhase::Idle | SlotPhase::Failed => {
                     if let Some(error) = waited_on.and_then(|g| slot.failure_of(g)) {
                         return Err(error);
                     }
@@ -259,7 +259,7 @@ impl ModelManager {
         if inner.shutting_down {
             return Err(ManagerError::ShuttingDown);
         }
-        if !matches!(inner.slots[idx].phase, Phase::Idle | Phase::Failed) {
+        if !matches!(inner.slots[idx].phase, SlotPhase::Idle | SlotPhase::Failed) {
             return Ok(());
         }
         let job = inner.begin_load(idx, reason, self.shared.clock.now())?;
@@ -302,7 +302,7 @@ impl ModelManager {
         let mut job = None;
         let mut eviction = None;
         match inner.slots[idx].phase {
-            Phase::Loading { .. } => {
+            SlotPhase::Loading { .. } => {
                 inner.cancel_load(idx, reason);
                 if !inner.shutting_down {
                     match inner.begin_load(idx, reason, self.shared.clock.now()) {
@@ -311,16 +311,16 @@ impl ModelManager {
                     }
                 }
             }
-            Phase::Loaded { .. } => {
+            SlotPhase::Loaded { .. } => {
                 // New requests must wait for the new spec; current leases keep the old model.
                 inner.close_lane(idx);
                 eviction = inner.request_unload(idx, reason);
             }
-            Phase::Failed => {
-                inner.transition(idx, Phase::Idle, reason);
+            SlotPhase::Failed => {
+                inner.transition(idx, SlotPhase::Idle, reason);
                 inner.slots[idx].last_error = None;
             }
-            Phase::Idle | Phase::Unloading { .. } => {}
+            SlotPhase::Idle | SlotPhase::Unloading { .. } => {}
         }
         let (now, wall) = self.now();
         inner.publish_model(idx, now, wall);
@@ -399,16 +399,16 @@ impl ModelManager {
         let (now, wall) = self.now();
         for idx in (0..inner.slots.len()).filter(|&i| selected(i)) {
             match inner.slots[idx].phase {
-                Phase::Loading { .. } => {
+                SlotPhase::Loading { .. } => {
                     if inner.cancel_load(idx, reason) {
                         report.cancelled_loads.push(inner.slots[idx].key.clone());
                     }
                 }
-                Phase::Loaded { .. } => match inner.request_unload(idx, reason) {
+                SlotPhase::Loaded { .. } => match inner.request_unload(idx, reason) {
                     Some(eviction) => evictions.push(eviction),
                     None => report.deferred.push(inner.slots[idx].key.clone()),
                 },
-                Phase::Idle | Phase::Unloading { .. } | Phase::Failed => {}
+                SlotPhase::Idle | SlotPhase::Unloading { .. } | SlotPhase::Failed => {}
             }
             inner.publish_model(idx, now, wall);
         }
@@ -441,7 +441,7 @@ impl ModelManager {
         while inner
             .slots
             .iter()
-            .any(|s| matches!(s.phase, Phase::Unloading { .. }))
+            .any(|s| matches!(s.phase, SlotPhase::Unloading { .. }))
         {
             self.shared.changed.wait(&mut inner);
         }
@@ -499,7 +499,7 @@ impl ModelManager {
         };
         matches!(
             self.shared.state.lock().slots[idx].phase,
-            Phase::Loaded { .. }
+            SlotPhase::Loaded { .. }
         )
     }
 
@@ -550,7 +550,7 @@ impl ModelManager {
         }
         let mut evictions = Vec::new();
         for idx in 0..inner.slots.len() {
-            if matches!(inner.slots[idx].phase, Phase::Loaded { .. }) {
+            if matches!(inner.slots[idx].phase, SlotPhase::Loaded { .. }) {
                 match inner.request_unload(idx, TransitionReason::Shutdown) {
                     Some(eviction) => evictions.push(eviction),
                     None => report.deferred.push(inner.slots[idx].key.clone()),

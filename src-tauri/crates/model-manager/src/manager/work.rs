@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::hot::{Activity, Hot};
-use super::inner::{Eviction, Inner, LoadJob, Outcome, Phase};
+use super::inner::{Eviction, Inner, LoadJob, Outcome, SlotPhase};
 use crate::clock::Clock;
 use crate::error::ManagerError;
 use crate::key::ModelKey;
@@ -108,7 +108,7 @@ impl Shared {
         let mut inner = self.state.lock();
         let slot = &inner.slots[job.idx];
         let wanted = slot.generation == job.generation
-            && matches!(slot.phase, Phase::Loading { .. })
+            && matches!(slot.phase, SlotPhase::Loading { .. })
             && !job.cancel.is_cancelled();
         if !wanted {
             drop(inner);
@@ -145,7 +145,7 @@ impl Shared {
         let spec = inner.slots[idx].spec.clone();
         match result {
             Ok((model, bytes)) => {
-                let next = Phase::Loaded {
+                let next = SlotPhase::Loaded {
                     spec: spec.clone(),
                     model,
                     bytes,
@@ -171,7 +171,7 @@ impl Shared {
             }
             Err(error) => {
                 if inner
-                    .transition(idx, Phase::Failed, TransitionReason::LoadFailed)
+                    .transition(idx, SlotPhase::Failed, TransitionReason::LoadFailed)
                     .is_some()
                 {
                     tracing::warn!(key = %inner.slots[idx].key, %error, "load failed");
@@ -207,7 +207,7 @@ impl Shared {
     fn report_progress(&self, idx: usize, generation: u64, progress: f32) {
         let mut inner = self.state.lock();
         let slot = &mut inner.slots[idx];
-        if slot.generation != generation || !matches!(slot.phase, Phase::Loading { .. }) {
+        if slot.generation != generation || !matches!(slot.phase, SlotPhase::Loading { .. }) {
             return;
         }
         slot.progress = Some(progress);
@@ -245,8 +245,8 @@ impl Shared {
             at: wall,
         };
         let slot = &inner.slots[idx];
-        if slot.generation == generation && matches!(slot.phase, Phase::Unloading { .. }) {
-            inner.transition(idx, Phase::Idle, reason);
+        if slot.generation == generation && matches!(slot.phase, SlotPhase::Unloading { .. }) {
+            inner.transition(idx, SlotPhase::Idle, reason);
             let slot = &mut inner.slots[idx];
             slot.last_unload = Some(unloaded.clone());
             slot.loaded_at = None;

@@ -9,18 +9,21 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use engines::segmentation::training::TrainingPair;
-use image::{GrayImage, RgbImage};
+use image::GrayImage;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
+mod png;
+
+#[cfg(test)]
+use self::png::THUMBNAIL;
+use self::png::{thumbnail_of, write_png};
 use crate::error::{CommandError, CommandResult};
 
 /// Most examples kept: as many as one training uses, so every example the set holds is
 /// trained on (one limit, checked when an example is added and before any image of a
 /// training is decoded).
 pub const MAX_EXAMPLES: usize = engines::segmentation::training::MAX_PAIRS;
-/// Long side of a thumbnail, pixels.
-const THUMBNAIL: u32 = 160;
 
 /// One image + mask pair in the training set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
@@ -293,49 +296,6 @@ impl TrainingSet {
     }
 }
 
-/// The image, its mask tinted, scaled so its long side is [`THUMBNAIL`] pixels at most.
-fn thumbnail_of(image: &RgbImage, mask: &[u8]) -> RgbImage {
-    let (w, h) = image.dimensions();
-    let tinted = RgbImage::from_fn(w, h, |x, y| {
-        let p = image.get_pixel(x, y).0;
-        if mask[(y * w + x) as usize] != 0 {
-            image::Rgb([
-                ((u16::from(p[0]) + 109) / 2) as u8,
-                ((u16::from(p[1]) + 79) / 2) as u8,
-                ((u16::from(p[2]) + 194) / 2) as u8,
-            ])
-        } else {
-            image::Rgb(p)
-        }
-    });
-    let scale = f64::from(THUMBNAIL) / f64::from(w.max(h));
-    if scale < 1.0 {
-        image::imageops::thumbnail(
-            &tinted,
-            ((f64::from(w) * scale).round() as u32).max(1),
-            ((f64::from(h) * scale).round() as u32).max(1),
-        )
-    } else {
-        tinted
-    }
-}
-
-fn write_png<P, C>(image: &image::ImageBuffer<P, C>, path: &Path) -> Result<(), String>
-where
-    P: image::PixelWithColorType,
-    [P::Subpixel]: image::EncodableLayout,
-    C: std::ops::Deref<Target = [P::Subpixel]>,
-{
-    crate::atomic_file::write(path, |file| {
-        let mut out = std::io::BufWriter::new(file);
-        image
-            .write_to(&mut out, image::ImageFormat::Png)
-            .map_err(std::io::Error::other)?;
-        std::io::Write::flush(&mut out)
-    })
-    .map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,7 +406,7 @@ mod tests {
                 .expect("png");
             png
         };
-        let image = encode(image::DynamicImage::ImageRgb8(RgbImage::new(40, 30)));
+        let image = encode(image::DynamicImage::ImageRgb8(image::RgbImage::new(40, 30)));
         let small_mask = encode(image::DynamicImage::ImageLuma8(GrayImage::new(20, 30)));
         let empty_mask = encode(image::DynamicImage::ImageLuma8(GrayImage::new(40, 30)));
         let (kind, message) = match set.add_bytes("a.png", &image, &small_mask) {

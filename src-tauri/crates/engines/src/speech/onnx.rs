@@ -16,10 +16,10 @@ use transcribe_rs::SpeechModel;
 
 use model_manager::LoadedModel;
 
+use super::{trim_silence, Segment, TranscribeOptions, Transcriber, Transcript};
 use crate::error::EngineError;
 use crate::file_loader::load_measured;
 use crate::onnx_runtime::ensure_runtime;
-use crate::speech::{trim_silence, Segment, TranscribeOptions, Transcriber, Transcript};
 use crate::vad::SileroVad;
 
 /// Which model of the ONNX family a folder holds.

@@ -1,22 +1,18 @@
-//! Speech-to-text: the [`Transcriber`] every speech engine implements, Whisper GGML models
-//! through whisper.cpp (transcribe-rs), and the [`SpeechLoader`] that loads either a Whisper
-//! file or an ONNX model folder ([`crate::onnx_speech`]). Audio is 16 kHz mono (see
-//! [`crate::audio`]); silence can be trimmed first with Silero VAD, and the segments'
-//! timestamps are mapped back onto the original audio.
+//! Whisper GGML models through whisper.cpp (transcribe-rs): checking a file's header
+//! ([`inspect_whisper`]) and the loaded [`WhisperModel`].
 
 use std::io::Read;
-use std::ops::Range;
 use std::path::Path;
 
-use model_manager::{LoadContext, LoadError, LoadedModel, ModelLoader, ModelSpec};
+use model_manager::LoadedModel;
 use parking_lot::Mutex;
 use transcribe_rs::whisper_cpp::{WhisperEngine, WhisperInferenceParams, WhisperLoadParams};
 
+use super::{trim_silence, Segment, TranscribeOptions, Transcriber, Transcript};
 use crate::audio::TARGET_RATE;
 use crate::error::EngineError;
-use crate::file_loader::{file_size, load_file, load_measured};
-use crate::onnx_speech::OnnxSpeechModel;
-use crate::vad::{SileroVad, VadOptions};
+use crate::file_loader::load_measured;
+use crate::vad::SileroVad;
 
 /// GGML's magic number ("ggml").
 const GGML_MAGIC: u32 = 0x6767_6d6c;
@@ -50,7 +46,7 @@ impl WhisperInfo {
 
 /// Reads and checks a GGML Whisper header, so a wrong file is a clear error before
 /// whisper.cpp sees it.
-pub fn inspect(path: &Path) -> Result<WhisperInfo, EngineError> {
+pub fn inspect_whisper(path: &Path) -> Result<WhisperInfo, EngineError> {
     let invalid = |reason: String| EngineError::InvalidWeights {
         path: path.to_path_buf(),
         expected: "Whisper GGML".into(),
@@ -107,41 +103,6 @@ pub fn inspect(path: &Path) -> Result<WhisperInfo, EngineError> {
     })
 }
 
-/// Transcription settings.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TranscribeOptions {
-    /// Spoken language (`"en"`, `"de"`, ...); `None` detects it.
-    pub language: Option<String>,
-    /// Translate into English instead of transcribing.
-    pub translate: bool,
-    /// Threads whisper.cpp may use (0: its default).
-    pub threads: u32,
-    /// How silence is trimmed when a VAD is given.
-    pub vad: VadOptions,
-}
-
-/// A stretch of recognised speech, in seconds from the start of the original audio.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Segment {
-    /// Start, seconds.
-    pub start: f32,
-    /// End, seconds.
-    pub end: f32,
-    /// What was said.
-    pub text: String,
-}
-
-/// The result of a transcription.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Transcript {
-    /// All the text.
-    pub text: String,
-    /// Timed segments.
-    pub segments: Vec<Segment>,
-    /// Seconds of audio that reached the model (after VAD).
-    pub speech_seconds: f32,
-}
-
 /// A loaded Whisper model. whisper.cpp's state is single-threaded: calls are serialised.
 pub struct WhisperModel {
     engine: Mutex<WhisperEngine>,
@@ -167,7 +128,7 @@ impl LoadedModel for WhisperModel {
 impl WhisperModel {
     /// Validates and loads a GGML file on the CPU.
     pub fn load(path: &Path) -> Result<Self, EngineError> {
-        let info = inspect(path)?;
+        let info = inspect_whisper(path)?;
         if path.to_str().is_none() {
             return Err(EngineError::InvalidRequest(format!(
                 "{} is not a UTF-8 path",
@@ -260,21 +221,6 @@ impl WhisperModel {
     }
 }
 
-/// A loaded speech-to-text model of any engine.
-pub trait Transcriber: LoadedModel {
-    /// Transcribes 16 kHz mono `samples`, trimming silence first when `vad` is given.
-    /// Empty or all-silent audio gives an empty transcript without running the model.
-    fn transcribe(
-        &self,
-        samples: &[f32],
-        options: &TranscribeOptions,
-        vad: Option<&SileroVad>,
-    ) -> Result<Transcript, EngineError>;
-
-    /// The engine and model, in words (`Whisper (multilingual)`, `Parakeet`).
-    fn describe(&self) -> String;
-}
-
 impl Transcriber for WhisperModel {
     fn transcribe(
         &self,
@@ -288,126 +234,6 @@ impl Transcriber for WhisperModel {
     fn describe(&self) -> String {
         self.info.describe()
     }
-}
-
-/// The speech in `samples` (all of it without a VAD) and where it came from; `None` when
-/// there is nothing to transcribe (no audio, or only silence).
-pub(crate) fn trim_silence(
-    samples: &[f32],
-    options: &TranscribeOptions,
-    vad: Option<&SileroVad>,
-) -> Result<Option<(Vec<f32>, TimeMap)>, EngineError> {
-    let (speech, map) = match vad {
-        Some(vad) => {
-            let ranges = vad.speech_segments(samples, &options.vad)?;
-            let speech: Vec<f32> = ranges
-                .iter()
-                .flat_map(|r| samples[r.clone()].iter().copied())
-                .collect();
-            (speech, TimeMap::new(ranges))
-        }
-        None => (samples.to_vec(), TimeMap::identity(samples.len())),
-    };
-    let silent = speech.iter().all(|s| s.abs() < 1e-4); // true when empty
-    Ok((!silent).then_some((speech, map)))
-}
-
-/// Maps times in VAD-trimmed audio back to the original audio.
-pub(crate) struct TimeMap {
-    /// Kept ranges of the original, in order.
-    kept: Vec<Range<usize>>,
-}
-
-impl TimeMap {
-    fn new(kept: Vec<Range<usize>>) -> Self {
-        Self { kept }
-    }
-
-    fn identity(len: usize) -> Self {
-        Self::new(std::iter::once(0..len).collect())
-    }
-
-    pub(crate) fn original_seconds(&self, trimmed_seconds: f32) -> f32 {
-        let mut remaining = (trimmed_seconds.max(0.0) * TARGET_RATE as f32) as usize;
-        for range in &self.kept {
-            if remaining <= range.len() {
-                return (range.start + remaining) as f32 / TARGET_RATE as f32;
-            }
-            remaining -= range.len();
-        }
-        self.kept
-            .last()
-            .map_or(trimmed_seconds, |r| r.end as f32 / TARGET_RATE as f32)
-    }
-}
-
-/// Loads any speech model for the model manager: a Whisper GGML file, or a folder holding
-/// an ONNX model (Parakeet, Moonshine, SenseVoice, GigaAM). Either way the lease holds a
-/// [`Transcriber`]: [`WhisperModel`] or [`OnnxSpeechModel`] (see [`as_transcriber`]).
-#[derive(Debug, Default)]
-pub struct SpeechLoader;
-
-impl ModelLoader for SpeechLoader {
-    fn estimate_bytes(&self, spec: &ModelSpec) -> Option<u64> {
-        file_size(spec)
-    }
-
-    fn load(&self, spec: &ModelSpec, ctx: &LoadContext) -> Result<Box<dyn LoadedModel>, LoadError> {
-        if spec.path.as_deref().is_some_and(Path::is_dir) {
-            load_file(spec, ctx, OnnxSpeechModel::load)
-        } else {
-            load_file(spec, ctx, WhisperModel::load)
-        }
-    }
-}
-
-/// The [`Transcriber`] in a model the [`SpeechLoader`] loaded.
-pub fn as_transcriber(lease: &model_manager::Lease) -> Option<&dyn Transcriber> {
-    if let Some(whisper) = lease.downcast::<WhisperModel>() {
-        return Some(whisper);
-    }
-    lease
-        .downcast::<OnnxSpeechModel>()
-        .map(|m| m as &dyn Transcriber)
-}
-
-/// Validates a speech model (a Whisper file or an ONNX model folder) without loading it;
-/// returns what it is, in words.
-pub fn inspect_any(path: &Path) -> Result<String, EngineError> {
-    if path.is_dir() {
-        crate::onnx_speech::inspect_folder(path).map(|i| i.family.name().to_owned())
-    } else {
-        inspect(path).map(|i| i.describe())
-    }
-}
-
-/// Word error rate of `hypothesis` against `reference`, ignoring case and punctuation.
-pub fn word_error_rate(reference: &str, hypothesis: &str) -> f32 {
-    let words = |s: &str| -> Vec<String> {
-        s.split_whitespace()
-            .map(|w| {
-                w.chars()
-                    .filter(|c| c.is_alphanumeric() || *c == '\'')
-                    .collect::<String>()
-                    .to_lowercase()
-            })
-            .filter(|w| !w.is_empty())
-            .collect()
-    };
-    let (r, h) = (words(reference), words(hypothesis));
-    if r.is_empty() {
-        return if h.is_empty() { 0.0 } else { 1.0 };
-    }
-    let mut previous: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut current = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            let substitution = previous[j] + usize::from(rw != hw);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
-    }
-    previous[h.len()] as f32 / r.len() as f32
 }
 
 #[cfg(test)]
@@ -435,39 +261,8 @@ mod tests {
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         let file = tempfile::NamedTempFile::new().expect("temp file");
         std::fs::write(file.path(), bytes).expect("write");
-        let err = inspect(file.path()).expect_err("refused");
+        let err = inspect_whisper(file.path()).expect_err("refused");
         assert!(matches!(err, EngineError::InvalidWeights { .. }), "{err}");
-    }
-
-    #[test]
-    fn word_error_rate_counts_edits_per_reference_word() {
-        let reference = "Ever tried. Ever failed. No matter.";
-        assert_eq!(
-            word_error_rate(reference, "ever tried, ever failed; no matter!"),
-            0.0
-        );
-        assert!(
-            (word_error_rate(reference, "ever tried ever failed matter") - 1.0 / 6.0).abs() < 1e-6
-        );
-        assert!(
-            (word_error_rate(reference, "never tried ever failed no matter") - 1.0 / 6.0).abs()
-                < 1e-6
-        );
-        assert_eq!(word_error_rate("", ""), 0.0);
-        assert_eq!(word_error_rate("", "words"), 1.0);
-    }
-
-    #[test]
-    fn trimmed_times_map_back_onto_the_original_audio() {
-        let rate = TARGET_RATE as usize;
-        // Kept: 1 s–2 s and 5 s–7 s of the original.
-        let map = TimeMap::new(vec![rate..2 * rate, 5 * rate..7 * rate]);
-        assert_eq!(map.original_seconds(0.0), 1.0);
-        assert_eq!(map.original_seconds(0.5), 1.5);
-        assert_eq!(map.original_seconds(1.5), 5.5);
-        assert_eq!(map.original_seconds(3.0), 7.0);
-        assert_eq!(map.original_seconds(99.0), 7.0);
-        assert_eq!(TimeMap::identity(3 * rate).original_seconds(2.0), 2.0);
     }
 
     #[test]
@@ -479,12 +274,12 @@ mod tests {
             p
         };
         let tiny = write("tiny.bin", b"ggml");
-        assert!(inspect(&tiny)
+        assert!(inspect_whisper(&tiny)
             .expect_err("short")
             .to_string()
             .contains("only 4 bytes"));
         let text = write("text.bin", &[b'x'; 100]);
-        assert!(inspect(&text)
+        assert!(inspect_whisper(&text)
             .expect_err("magic")
             .to_string()
             .contains("bad magic"));
@@ -493,13 +288,13 @@ mod tests {
             header.extend(v.to_le_bytes());
         }
         let truncated = write("cut.bin", &header);
-        assert!(inspect(&truncated)
+        assert!(inspect_whisper(&truncated)
             .expect_err("short")
             .to_string()
             .contains("truncated"));
         header[4..8].copy_from_slice(&7u32.to_le_bytes());
         let nonsense = write("odd.bin", &header);
-        assert!(inspect(&nonsense)
+        assert!(inspect_whisper(&nonsense)
             .expect_err("hparams")
             .to_string()
             .contains("does not describe a Whisper model"));

@@ -7,107 +7,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-use specta::Type;
+mod id;
+mod record;
 
+pub use self::id::UserModelId;
+pub use self::record::{TrainingRecord, UserModelMeta};
 use crate::catalog::Task;
 use crate::error::{CommandError, CommandResult};
-
-/// Longest user model id.
-const MAX_ID_LEN: usize = 64;
-
-/// The id of a user model: 1–64 of `a-z 0-9 _ -`, starting with a letter or digit. Nothing
-/// else is accepted, so an id never names a path outside the models folder.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Type)]
-#[serde(try_from = "String", into = "String")]
-#[specta(transparent)]
-pub struct UserModelId(String);
-
-impl UserModelId {
-    /// Validates `raw`.
-    pub fn new(raw: &str) -> CommandResult<Self> {
-        let ok = !raw.is_empty()
-            && raw.len() <= MAX_ID_LEN
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-            && !raw.starts_with(['-', '_']);
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(CommandError::unknown_model(
-                raw,
-                format!("{raw:?} is not a valid user model id (use 1-64 of a-z, 0-9, '-' and '_')"),
-            ))
-        }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The model id shown in the status (`user:<id>`).
-    pub fn model_id(&self) -> String {
-        format!("user:{}", self.0)
-    }
-}
-
-impl TryFrom<String> for UserModelId {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::new(&value).map_err(|e| e.message().to_owned())
-    }
-}
-
-impl From<UserModelId> for String {
-    fn from(id: UserModelId) -> Self {
-        id.0
-    }
-}
-
-/// What Dormouse records about an imported model (`<id>.json` beside its weights).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
-pub struct UserModelMeta {
-    /// Its id.
-    pub id: UserModelId,
-    /// The task it serves.
-    pub task: Task,
-    /// Shown to the user.
-    pub display_name: String,
-    /// The file the user imported it from.
-    pub source_file: String,
-    /// When it was imported (ms since the Unix epoch).
-    pub imported_at_ms: u64,
-    /// Size of the weights file.
-    pub file_bytes: u64,
-    /// How it was trained, for a model trained in Dormouse (`None`: imported).
-    #[serde(default)]
-    pub training: Option<TrainingRecord>,
-}
-
-/// What Dormouse records about a model it trained.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
-pub struct TrainingRecord {
-    /// The model it was fine-tuned from (`sam-tiny`, `user:<id>`...).
-    pub base_model: String,
-    /// Image + mask pairs used (training and validation).
-    pub pairs: u32,
-    /// Pairs held out for validation.
-    pub validation_pairs: u32,
-    /// Optimiser steps.
-    pub steps: u32,
-    /// Learning rate.
-    pub learning_rate: f64,
-    /// Mean IoU on the examples before training.
-    pub iou_before: f32,
-    /// Mean IoU on the examples after training.
-    pub iou_after: f32,
-    /// IoU on the held-out pair before and after, when one was held out.
-    pub validation_iou: Option<[f32; 2]>,
-    /// How long training took, ms.
-    pub duration_ms: u64,
-}
 
 /// The user models folder and what it holds.
 #[derive(Clone, Debug)]
@@ -170,11 +76,7 @@ impl UserModels {
         task: Task,
         display_name: &str,
     ) -> CommandResult<UserModelMeta> {
-        fs::create_dir_all(&self.dir).map_err(|e| {
-            CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
-        })?;
-        let claim = self.claim_id(display_name)?;
-        let id = UserModelId::new(claim.id())?;
+        let (_claim, id) = self.claim_new_id(display_name)?;
         let target = self.weights_path(&id, task);
         let bytes = copy_atomically(source, &target)?;
         let meta = UserModelMeta {
@@ -232,11 +134,7 @@ impl UserModels {
         write: impl FnOnce(&mut fs::File) -> CommandResult<u64>,
         check: impl FnOnce(&Path) -> CommandResult<()>,
     ) -> CommandResult<UserModelMeta> {
-        fs::create_dir_all(&self.dir).map_err(|e| {
-            CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
-        })?;
-        let claim = self.claim_id(display_name)?;
-        let id = UserModelId::new(claim.id())?;
+        let (_claim, id) = self.claim_new_id(display_name)?;
         let target = self.weights_path(&id, task);
         // The closures' own errors are kept whole; only I/O errors of the write itself are
         // described here.
@@ -308,6 +206,20 @@ impl UserModels {
             }
         }
         Ok(())
+    }
+
+    /// Creates the folder if needed and claims a fresh id for a new model (the claim must live
+    /// until the model's record is written).
+    fn claim_new_id(
+        &self,
+        display_name: &str,
+    ) -> CommandResult<(crate::id_reservation::ClaimedId, UserModelId)> {
+        fs::create_dir_all(&self.dir).map_err(|e| {
+            CommandError::internal(format!("cannot create {}: {e}", self.dir.display()))
+        })?;
+        let claim = self.claim_id(display_name)?;
+        let id = UserModelId::new(claim.id())?;
+        Ok((claim, id))
     }
 
     /// Claims a fresh id derived from `display_name` (`green-disks`, then `green-disks-2`,
