@@ -16,6 +16,7 @@ mod id_reservation;
 mod logging;
 pub mod managers;
 pub mod paths;
+pub mod pressure;
 pub mod training_set;
 pub mod tray;
 pub mod user_models;
@@ -171,6 +172,9 @@ pub struct Launch {
     pub tray: bool,
     /// Log to stderr and a rotating file in the app's log folder.
     pub logs: bool,
+    /// Listen to the system's signals (memory pressure): on for the real app, off in tests
+    /// that drive the core themselves.
+    pub system_signals: bool,
 }
 
 impl Launch {
@@ -181,6 +185,7 @@ impl Launch {
             env: Arc::new(|name| std::env::var(name).ok()),
             tray: true,
             logs: true,
+            system_signals: true,
         }
     }
 }
@@ -280,6 +285,10 @@ pub fn initialize<R: Runtime>(
         },
     );
     app.manage(Arc::new(downloads));
+    if launch.system_signals {
+        let watcher = slots.clone();
+        pressure::watch(move |level| watcher.report_memory_pressure(level));
+    }
     app.manage(Arc::new(TranscriptionManager::new(slots.clone())));
     app.manage(Arc::new(SegmentationManager::new(slots.clone())));
     let handle = app.clone();

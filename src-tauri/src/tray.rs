@@ -16,7 +16,7 @@ use tauri_specta::Event;
 use crate::catalog::Slot;
 use crate::events::TrayUnloaded;
 use crate::managers::slots::SlotManager;
-use crate::views::{ModelStateView, ModelStatusView};
+use crate::views::{ModelStateView, ModelStatusView, ReasonView};
 
 const UNLOAD: &str = "unload-models";
 const OPEN: &str = "open-dormouse";
@@ -100,6 +100,14 @@ pub fn megabytes(bytes: u64) -> String {
 /// The tray line of one model.
 pub fn line(model: &ModelStatusView) -> String {
     let state = match model.state {
+        ModelStateView::Unloaded
+            if model
+                .last_unload
+                .as_ref()
+                .is_some_and(|u| u.reason == ReasonView::MemoryPressure) =>
+        {
+            "not loaded (the system was low on memory)".to_owned()
+        }
         ModelStateView::Unloaded => "not loaded".to_owned(),
         ModelStateView::Loading => match model.load_progress {
             Some(p) => format!("loading {:.0}%", p * 100.0),

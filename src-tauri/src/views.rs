@@ -64,6 +64,8 @@ pub enum ReasonView {
     Manual,
     /// Evicted to make room within the memory budget.
     EvictedForMemory,
+    /// The system said it was low on memory.
+    MemoryPressure,
     /// Unloaded right after use (immediate strategy).
     Immediate,
     /// The app is quitting.
@@ -84,6 +86,7 @@ impl From<TransitionReason> for ReasonView {
             R::IdleTimeout => Self::IdleTimeout,
             R::Manual => Self::Manual,
             R::EvictedForMemory => Self::EvictedForMemory,
+            R::MemoryPressure => Self::MemoryPressure,
             R::Immediate => Self::Immediate,
             R::Shutdown => Self::Shutdown,
         }
@@ -170,8 +173,33 @@ pub struct StatusView {
     pub models: Vec<ModelStatusView>,
     /// Sum of the loaded models' resident bytes.
     pub total_resident_bytes: u64,
+    /// The system's memory pressure as last reported.
+    pub pressure: PressureView,
     /// When (ms since the epoch).
     pub taken_at_ms: u64,
+}
+
+/// How short of memory the system says it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum PressureView {
+    /// Enough memory (or no signal on this system).
+    #[default]
+    Normal,
+    /// Getting short: idle models are unloaded one at a time.
+    Warn,
+    /// Short now: every model without a request in flight is unloaded.
+    Critical,
+}
+
+impl From<model_manager::PressureLevel> for PressureView {
+    fn from(level: model_manager::PressureLevel) -> Self {
+        match level {
+            model_manager::PressureLevel::Normal => Self::Normal,
+            model_manager::PressureLevel::Warn => Self::Warn,
+            model_manager::PressureLevel::Critical => Self::Critical,
+        }
+    }
 }
 
 /// What an unload request did.
@@ -257,6 +285,7 @@ impl<F: Fn(&str) -> Option<String>> Views<F> {
         StatusView {
             models: s.models.iter().filter_map(|m| self.model(m)).collect(),
             total_resident_bytes: s.total_resident_bytes,
+            pressure: s.pressure.into(),
             taken_at_ms: epoch_ms(s.taken_at),
         }
     }

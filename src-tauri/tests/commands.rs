@@ -244,6 +244,69 @@ fn concurrent_settings_changes_leave_the_core_and_the_file_in_agreement() {
     );
 }
 
+/// The system's memory pressure, as the platform watcher reports it, unloads an idle model
+/// through the real app (the core's checker thread, the views, the status command), saying
+/// why; with the user's setting off it unloads nothing.
+#[test]
+fn memory_pressure_unloads_an_idle_model_and_says_so_unless_the_user_turned_it_off() {
+    use model_manager::PressureLevel;
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), false);
+    let app = TestApp::start(dir.path(), &[]);
+    let slots = app
+        .app
+        .state::<std::sync::Arc<dormouse_lib::managers::slots::SlotManager>>()
+        .inner()
+        .clone();
+    let wait_until_unloaded = |what: &str| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let model = app.model("transcription");
+            if model["state"] == "unloaded" {
+                return model;
+            }
+            assert!(std::time::Instant::now() < until, "{what}: still {model}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // Off: pressure changes nothing.
+    let memory = json!({ "strategy": "always_loaded", "custom_timeout_secs": 300, "timer_scope": "all_together", "pinned": [], "memory_budget_mib": null, "respond_to_memory_pressure": false });
+    let _: Value = app.ok("update_model_config", json!({ "memory": memory }));
+    let _: Value = app.ok("warm_model", json!({ "task": "transcription" }));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while app.state("transcription") != "loaded" {
+        assert!(std::time::Instant::now() < until, "whisper never loaded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    slots.report_memory_pressure(PressureLevel::Critical);
+    std::thread::sleep(model_manager::PressurePolicy::DEFAULT_SUSTAIN * 2);
+    assert_eq!(
+        app.state("transcription"),
+        "loaded",
+        "the user turned it off"
+    );
+    // On (the default): after the sustain window the idle model goes, and says why.
+    slots.report_memory_pressure(PressureLevel::Normal);
+    let mut memory = memory;
+    memory["respond_to_memory_pressure"] = json!(true);
+    let view: Value = app.ok("update_model_config", json!({ "memory": memory }));
+    assert_eq!(
+        view["settings"]["memory"]["respond_to_memory_pressure"],
+        true
+    );
+    slots.report_memory_pressure(PressureLevel::Warn);
+    let model = wait_until_unloaded("under warn");
+    assert_eq!(model["last_unload"]["reason"], "memory_pressure", "{model}");
+    assert!(
+        model["last_unload"]["resident_bytes"]
+            .as_u64()
+            .expect("bytes")
+            > 50_000_000
+    );
+    let status: Value = app.ok("get_model_status", json!({}));
+    assert_eq!(status["pressure"], "warn", "{status}");
+}
+
 #[test]
 fn transcribe_a_recording_sent_as_raw_bytes() {
     let dir = tempfile::tempdir().expect("temp");

@@ -401,6 +401,11 @@ export type MemorySettings_Deserialize = {
 	pinned?: Slot[],
 	/**  Upper bound on all loaded models, in MiB; `null` for none. */
 	memory_budget_mib?: number | null,
+	/**
+	 *  Unload models when the system says it is low on memory (on by default; under
+	 *  critical pressure pinned models go too).
+	 */
+	respond_to_memory_pressure?: boolean,
 };
 
 /**  Everything the user chooses about memory. */
@@ -415,6 +420,11 @@ export type MemorySettings_Serialize = {
 	pinned: Slot[],
 	/**  Upper bound on all loaded models, in MiB; `null` for none. */
 	memory_budget_mib: number | null,
+	/**
+	 *  Unload models when the system says it is low on memory (on by default; under
+	 *  critical pressure pinned models go too).
+	 */
+	respond_to_memory_pressure: boolean,
 };
 
 /**  The base model chosen for each task (e.g. the segmentation model size). */
@@ -673,6 +683,15 @@ export type OpenedImage = {
 	height: number,
 };
 
+/**  How short of memory the system says it is. */
+export type PressureView = 
+/**  Enough memory (or no signal on this system). */
+"normal" | 
+/**  Getting short: idle models are unloaded one at a time. */
+"warn" | 
+/**  Short now: every model without a request in flight is unloaded. */
+"critical";
+
 /**  A click on the image, in image pixels. */
 export type PromptPoint = {
 	/**  Column. */
@@ -705,6 +724,8 @@ export type ReasonView =
 "manual" | 
 /**  Evicted to make room within the memory budget. */
 "evicted_for_memory" | 
+/**  The system said it was low on memory. */
+"memory_pressure" | 
 /**  Unloaded right after use (immediate strategy). */
 "immediate" | 
 /**  The app is quitting. */
@@ -884,6 +905,8 @@ export type StatusView_Deserialize = {
 	models: ModelStatusView_Deserialize[],
 	/**  Sum of the loaded models' resident bytes. */
 	total_resident_bytes: number,
+	/**  The system's memory pressure as last reported. */
+	pressure: PressureView,
 	/**  When (ms since the epoch). */
 	taken_at_ms: number,
 };
@@ -894,6 +917,8 @@ export type StatusView_Serialize = {
 	models: ModelStatusView_Serialize[],
 	/**  Sum of the loaded models' resident bytes. */
 	total_resident_bytes: number,
+	/**  The system's memory pressure as last reported. */
+	pressure: PressureView,
 	/**  When (ms since the epoch). */
 	taken_at_ms: number,
 };

@@ -1,6 +1,6 @@
 // How Dormouse words sizes, durations and model states for people. Pure functions: tested
 // on their own and used by every component.
-import type { DownloadView, ModelStatusView, StrategyChoice, TrainingRecord, TrainingView, UnloadSummary } from "./types";
+import type { DownloadView, ModelStatusView, StrategyChoice, TrainingRecord, TrainingView, UnloadedView, UnloadSummary } from "./types";
 
 /** "142 MB" (decimal megabytes, as file managers show them). */
 export function megabytes(bytes: number): string {
@@ -64,6 +64,16 @@ export function unloadMessage(summary: UnloadSummary): string {
   if (summary.cancelled_loads.length > 0) parts.push(`cancelled ${summary.cancelled_loads.length} load(s)`);
   if (deferred > 0) parts.push(`${deferred} in use will unload when done`);
   return parts.join("; ");
+}
+
+/**
+ * The toast for a model the app unloaded by itself because the system was low on memory
+ * (`null` for any other unload, which the user asked for or the settings announced).
+ */
+export function pressureUnloadMessage(unloaded: UnloadedView): string | null {
+  if (unloaded.reason !== "memory_pressure") return null;
+  const freed = unloaded.bytes_freed ?? unloaded.resident_bytes;
+  return `Unloaded ${unloaded.display_name}: the system was low on memory, freed ${megabytes(freed)}`;
 }
 
 /** What each memory strategy does, in one line. */

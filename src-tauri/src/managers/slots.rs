@@ -213,6 +213,12 @@ impl SlotManager {
         self.library.views().unload_summary(&report)
     }
 
+    /// Passes the system's memory-pressure level to the core, which decides what to unload
+    /// (see [`model_manager::ModelManager::report_memory_pressure`]).
+    pub fn report_memory_pressure(&self, level: model_manager::PressureLevel) {
+        self.core.report_memory_pressure(level);
+    }
+
     /// The status snapshot as the UI sees it. Never loads anything.
     pub fn status(&self) -> StatusView {
         let mut view = self.library.views().status(&self.core.status());

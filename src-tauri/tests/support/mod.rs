@@ -135,6 +135,7 @@ impl TestApp {
             env: Arc::new(move |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())),
             tray: false,
             logs: false,
+            system_signals: false,
         };
         let app = dormouse_lib::with_commands(mock_builder())
             .build(mock_context(noop_assets()))

@@ -61,6 +61,22 @@ describe("StatusBadge", () => {
     expect(calls).toContainEqual({ cmd: "manually_unload_model", args: { slot: "transcription" } });
   });
 
+  it("says a model was unloaded because the system was low on memory", async () => {
+    const pressure = { slot: "transcription", model_id: "whisper-base", display_name: "Whisper base", resident_bytes: 2e8, bytes_freed: 2e8, at_ms: 1 } as const;
+    mockBackend({
+      models: [
+        model({ slot: "transcription", last_unload: { ...pressure, reason: "memory_pressure" } }),
+        model({ slot: "segmentation", last_unload: { ...pressure, slot: "segmentation", reason: "idle_timeout" } }),
+      ],
+    });
+    await renderWithStores(StatusBadge);
+    await fireEvent.click(screen.getByTestId("status-badge"));
+    await settle();
+    const said = document.querySelectorAll('[data-testid="pressure-unload"]');
+    expect(said).toHaveLength(1);
+    expect(said[0]?.closest("li")?.dataset.slot).toBe("transcription");
+  });
+
   it("runs no timer while nothing shows a countdown, and ticks once the popover shows one", async () => {
     const setInterval = vi.spyOn(globalThis, "setInterval");
     const ticks = () => setInterval.mock.calls.filter(([, ms]) => ms === 1000).length;

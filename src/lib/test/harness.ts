@@ -38,7 +38,7 @@ export function settingsView(over: Partial<SettingsView> = {}): SettingsView {
   return {
     settings: {
       schema_version: 1,
-      memory: { strategy: "auto", custom_timeout_secs: 300, timer_scope: "all_together", pinned: [], memory_budget_mib: null },
+      memory: { strategy: "auto", custom_timeout_secs: 300, timer_scope: "all_together", pinned: [], memory_budget_mib: null, respond_to_memory_pressure: true },
       preload_on_startup: false,
       show_memory_usage: true,
       models: { transcription: "whisper-base", segmentation: "sam-tiny" },
@@ -64,7 +64,7 @@ export function mockBackend(opts: { models?: ModelStatusView[]; settings?: Setti
       calls.push({ cmd, args });
       const answer = opts.handler?.(cmd, args);
       if (answer !== undefined) return answer;
-      if (cmd === "get_model_status") return { models, total_resident_bytes: 0, taken_at_ms: Date.now() };
+      if (cmd === "get_model_status") return { models, total_resident_bytes: 0, pressure: "normal", taken_at_ms: Date.now() };
       if (cmd === "get_settings") return settings;
       if (cmd === "list_downloads") return [];
       if (cmd === "list_training_examples") return [];

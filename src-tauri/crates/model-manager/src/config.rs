@@ -1,5 +1,6 @@
 //! The user's memory strategy: [`ManagerConfig`] with its [`Strategy`], [`TimerScope`],
-//! per-model [`ModelOverride`]s, preload list, memory budget and check interval, plus its
+//! per-model [`ModelOverride`]s, preload list, memory budget, check interval and answer to
+//! memory pressure ([`PressurePolicy`]), plus its
 //! validation and the `MODEL_INACTIVITY_TIMEOUT` / `MODEL_CHECK_INTERVAL` overrides.
 
 use std::collections::BTreeMap;
@@ -88,6 +89,47 @@ pub struct ManagerConfig {
     /// at once, so a hung engine never holds a slot or its memory for good.
     #[serde(with = "millis")]
     pub load_timeout: Duration,
+    /// How the system's memory-pressure signal is answered.
+    pub pressure: PressurePolicy,
+}
+
+/// How the core answers the system's memory pressure
+/// ([`crate::ModelManager::report_memory_pressure`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PressurePolicy {
+    /// Answer it at all (the user's setting; off: pressure changes nothing).
+    pub enabled: bool,
+    /// How long pressure must last before anything is unloaded, and how long the system
+    /// must be back to normal before an episode ends (serialised in milliseconds). While
+    /// pressure lasts, one step (one model on warn, every model on critical) is taken per
+    /// sustain window, so a flapping signal cannot unload in bursts.
+    #[serde(with = "millis")]
+    pub sustain: Duration,
+    /// Shortest time between two pressure unloads of the same model (serialised in
+    /// milliseconds): a model the user loads again is not evicted again before it has
+    /// passed. At least `sustain`.
+    #[serde(with = "millis")]
+    pub cooldown: Duration,
+}
+
+impl Default for PressurePolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sustain: Self::DEFAULT_SUSTAIN,
+            cooldown: Self::DEFAULT_COOLDOWN,
+        }
+    }
+}
+
+impl PressurePolicy {
+    /// Default sustain window.
+    pub const DEFAULT_SUSTAIN: Duration = Duration::from_secs(2);
+    /// Default per-model cooldown.
+    pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+    /// Shortest sustain window accepted.
+    pub const MIN_SUSTAIN: Duration = Duration::from_millis(1);
 }
 
 impl Default for ManagerConfig {
@@ -100,6 +142,7 @@ impl Default for ManagerConfig {
             memory_budget_bytes: None,
             check_interval: Self::DEFAULT_CHECK_INTERVAL,
             load_timeout: Self::DEFAULT_LOAD_TIMEOUT,
+            pressure: PressurePolicy::default(),
         }
     }
 }
@@ -158,6 +201,16 @@ impl ManagerConfig {
                 "load timeout must be at least {}ms (got {}ms)",
                 Self::MIN_LOAD_TIMEOUT.as_millis(),
                 self.load_timeout.as_millis()
+            )));
+        }
+        if self.pressure.sustain < PressurePolicy::MIN_SUSTAIN
+            || self.pressure.cooldown < self.pressure.sustain
+        {
+            return Err(ManagerError::InvalidConfig(format!(
+                "memory-pressure sustain must be at least {}ms and the cooldown at least the sustain (got {}ms and {}ms)",
+                PressurePolicy::MIN_SUSTAIN.as_millis(),
+                self.pressure.sustain.as_millis(),
+                self.pressure.cooldown.as_millis()
             )));
         }
         if self.memory_budget_bytes == Some(0) {

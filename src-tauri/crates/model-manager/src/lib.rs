@@ -41,15 +41,17 @@ pub mod key;
 pub mod loader;
 mod manager;
 pub mod memory;
+pub mod pressure;
 pub mod state;
 pub mod status;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ManagerConfig, ModelOverride, Strategy, TimerScope};
+pub use config::{ManagerConfig, ModelOverride, PressurePolicy, Strategy, TimerScope};
 pub use error::ManagerError;
 pub use key::{ModelKey, ModelSpec};
 pub use loader::{CancelToken, LoadContext, LoadError, LoadedModel, ModelLoader, ProgressReporter};
 pub use manager::{Lease, ModelManager, ModelManagerBuilder, DEFAULT_SHUTDOWN_GRACE};
+pub use pressure::PressureLevel;
 pub use state::{ModelState, Transition, TransitionReason};
 pub use status::{
     ManagerEvent, ManagerStats, ManagerStatus, ModelStatus, UnloadReport, UnloadedModel,

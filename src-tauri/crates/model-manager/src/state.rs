@@ -87,6 +87,8 @@ pub enum TransitionReason {
     Manual,
     /// Unloaded to make room for another model within the memory budget.
     EvictedForMemory,
+    /// The system said it was short of memory (its memory-pressure signal).
+    MemoryPressure,
     /// The immediate strategy: unloaded when the last lease ended.
     Immediate,
     /// The manager is shutting down.

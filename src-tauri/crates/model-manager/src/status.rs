@@ -63,6 +63,8 @@ pub struct ManagerStatus {
     pub total_resident_bytes: u64,
     /// The configuration in force.
     pub config: ManagerConfig,
+    /// The system's memory pressure as last reported.
+    pub pressure: crate::pressure::PressureLevel,
     /// When the snapshot was taken.
     pub taken_at: SystemTime,
 }
@@ -158,4 +160,8 @@ pub struct ManagerStats {
     pub invalid_transitions: u64,
     /// Load threads still running (including discarded ones that have not returned yet).
     pub loads_in_flight: u64,
+    /// Memory-pressure levels reported (changes only).
+    pub pressure_reports: u64,
+    /// Models unloaded, or marked to unload, for memory pressure.
+    pub pressure_unloads: u64,
 }

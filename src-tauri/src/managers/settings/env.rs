@@ -62,6 +62,7 @@ impl EnvOverrides {
             memory_budget_bytes: memory.memory_budget_mib.map(|m| u64::from(m) << 20),
             ..ManagerConfig::default()
         };
+        config.pressure.enabled = memory.respond_to_memory_pressure;
         for slot in &memory.pinned {
             config.overrides.insert(
                 slot.key(),

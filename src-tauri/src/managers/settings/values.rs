@@ -62,6 +62,9 @@ pub struct MemorySettings {
     pub pinned: Vec<Slot>,
     /// Upper bound on all loaded models, in MiB; `null` for none.
     pub memory_budget_mib: Option<u32>,
+    /// Unload models when the system says it is low on memory (on by default; under
+    /// critical pressure pinned models go too).
+    pub respond_to_memory_pressure: bool,
 }
 
 impl Default for MemorySettings {
@@ -72,6 +75,7 @@ impl Default for MemorySettings {
             timer_scope: TimerScopeChoice::AllTogether,
             pinned: Vec::new(),
             memory_budget_mib: None,
+            respond_to_memory_pressure: true,
         }
     }
 }

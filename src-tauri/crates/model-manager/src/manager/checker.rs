@@ -20,7 +20,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
         activity.checker_wake_at.store(u64::MAX, SeqCst);
         let now = shared.clock.now();
         shared.fail_overdue_loads(&mut inner, now);
-        let expired = inner.begin_expired_unloads(now);
+        let mut expired = inner.begin_expired_unloads(now);
+        expired.extend(inner.begin_pressure_unloads(now, shared.clock.wall_now()));
         if !expired.is_empty() {
             drop(inner);
             for eviction in expired {

@@ -77,6 +77,8 @@ pub(crate) struct SlotEntry {
     pub hot: Arc<Hot>,
     /// Unload as soon as the last lease ends (manual unload or superseded while leased).
     pub pending_unload: Option<TransitionReason>,
+    /// When the model was last unloaded (or marked to unload) for memory pressure.
+    pub pressure_unloaded_at: Option<Instant>,
     pub loaded_at: Option<Instant>,
     /// When the load in flight started (its timeout counts from here).
     pub load_started: Option<Instant>,
@@ -107,6 +109,7 @@ impl SlotEntry {
             generation: 0,
             hot,
             pending_unload: None,
+            pressure_unloaded_at: None,
             loaded_at: None,
             load_started: None,
             progress: None,
@@ -128,7 +131,7 @@ impl SlotEntry {
     }
 
     /// Bytes this slot holds or is about to hold.
-    fn held_bytes(&self) -> u64 {
+    pub(crate) fn held_bytes(&self) -> u64 {
         match &self.phase {
             SlotPhase::Loaded { bytes, .. } | SlotPhase::Unloading { bytes, .. } => *bytes,
             SlotPhase::Loading { .. } => self.expected_bytes().unwrap_or(0),
@@ -193,6 +196,8 @@ pub(crate) struct Inner {
     /// returned yet: (generation, slot, expected bytes). Their memory still counts against
     /// the budget until the thread ends and drops what it made.
     pub abandoned: Vec<(u64, usize, u64)>,
+    /// The system's memory-pressure signal and the episode it belongs to.
+    pub pressure: super::pressure::PressureState,
 }
 
 impl Inner {
@@ -206,6 +211,7 @@ impl Inner {
             stats: ManagerStats::default(),
             shutting_down: false,
             abandoned: Vec::new(),
+            pressure: Default::default(),
         }
     }
 
@@ -554,7 +560,7 @@ impl Inner {
         Some(since + timeout)
     }
 
-    /// The earliest deadline of any model.
+    /// The earliest deadline of any model, or of the answer to memory pressure.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         (0..self.slots.len())
             .filter_map(|i| {
@@ -563,6 +569,7 @@ impl Inner {
                     .chain(self.load_deadline(i))
                     .min()
             })
+            .chain(self.pressure_deadline())
             .min()
     }
 

@@ -6,6 +6,7 @@ mod checker;
 mod hot;
 mod inner;
 mod lease;
+mod pressure;
 mod work;
 
 use std::collections::HashMap;
@@ -418,16 +419,34 @@ impl ModelManager {
         report
     }
 
-    /// Unloads, now, every model whose idle deadline has passed. The idle checker does this
-    /// by itself; call it to drive a manager built without one (or with a manual clock).
+    /// Unloads, now, every model whose idle deadline has passed, and takes the step memory
+    /// pressure calls for if one is due. The idle checker does this by itself; call it to
+    /// drive a manager built without one (or with a manual clock).
     pub fn run_idle_check(&self) -> Vec<UnloadedModel> {
         let expired = {
             let mut inner = self.shared.state.lock();
-            let now = self.shared.clock.now();
+            let (now, wall) = self.now();
             self.shared.fail_overdue_loads(&mut inner, now);
-            inner.begin_expired_unloads(now)
+            let mut expired = inner.begin_expired_unloads(now);
+            expired.extend(inner.begin_pressure_unloads(now, wall));
+            expired
         };
         self.finish_all(expired)
+    }
+
+    /// Tells the core how short of memory the system is (from the platform's signal: PSI,
+    /// `MemAvailable`, a dispatch source, a Windows notification). Report every change; a
+    /// repeated level changes nothing. The core answers by its
+    /// [`crate::config::PressurePolicy`] (see [`crate::PressureLevel`]): after the level
+    /// has lasted the sustain window, one step per window, at most one pressure unload per
+    /// model per cooldown; the unloads say `MemoryPressure`.
+    pub fn report_memory_pressure(&self, level: crate::pressure::PressureLevel) {
+        let mut inner = self.shared.state.lock();
+        let now = self.shared.clock.now();
+        if inner.report_pressure(level, now) {
+            tracing::info!(?level, "memory pressure reported");
+            self.shared.checker_wake.notify_one();
+        }
     }
 
     /// Frees evicted models, then waits until no unload (also one started elsewhere) is
@@ -483,6 +502,7 @@ impl ModelManager {
             total_resident_bytes: models.iter().filter_map(|m| m.resident_bytes).sum(),
             models,
             config: inner.config.clone(),
+            pressure: inner.pressure.level(),
             taken_at: wall,
         }
     }

@@ -1,0 +1,41 @@
+//! The system's memory-pressure signal: read from the platform's own source, on a thread of
+//! its own that sleeps until the system says something, and reported to the lifecycle core
+//! as it changes ([`model_manager::ModelManager::report_memory_pressure`]); what to unload is
+//! the core's decision. Linux: a PSI trigger on `/proc/pressure/memory` (`linux.rs`),
+//! falling back to `MemAvailable` where PSI is missing.
+
+use model_manager::PressureLevel;
+
+#[cfg(target_os = "linux")]
+mod linux;
+
+/// Where the levels come from, for the log and the settings view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The kernel's pressure-stall information (a trigger: no polling while normal).
+    Psi,
+    /// `MemAvailable` from `/proc/meminfo`, read every few seconds (PSI is missing).
+    MemAvailable,
+}
+
+/// Starts watching the system's memory pressure; `report` hears every change of level.
+/// `None` where this system offers no signal Dormouse can read (then the memory budget and
+/// the idle timeouts still apply).
+pub fn watch(report: impl Fn(PressureLevel) + Send + 'static) -> Option<Source> {
+    #[cfg(target_os = "linux")]
+    {
+        match linux::watch(report) {
+            Ok(source) => Some(source),
+            Err(error) => {
+                tracing::warn!(%error, "no memory-pressure signal");
+                None
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = report;
+        tracing::info!("no memory-pressure source on this system yet");
+        None
+    }
+}
