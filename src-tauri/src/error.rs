@@ -109,6 +109,17 @@ pub enum CommandError {
     },
 }
 
+/// [`CommandError::FileNotFound`] unless `path` is a file the user can hand to a command.
+pub fn require_file(path: &std::path::Path) -> CommandResult<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(CommandError::FileNotFound {
+        path: path.display().to_string(),
+        message: format!("{} does not exist or is not a file", path.display()),
+    })
+}
+
 impl CommandError {
     /// An [`CommandError::InvalidInput`].
     pub fn invalid_input(message: impl Into<String>) -> Self {

@@ -480,7 +480,7 @@ fn memory_settings_are_validated_applied_and_persisted() {
         "a refused change changed something"
     );
 
-    let memory = json!({ "strategy": "custom", "custom_timeout_secs": 90, "timer_scope": "each_on_its_own", "pinned": ["transcription"], "memory_budget_mib": 2048 });
+    let memory = json!({ "strategy": "custom", "custom_timeout_secs": 90, "timer_scope": "each_on_its_own", "pinned": ["transcription"], "memory_budget_mib": 2048, "respond_to_memory_pressure": false });
     let after: Value = app.ok("update_model_config", json!({ "memory": memory }));
     assert_eq!(after["settings"]["memory"], memory);
     let patched: Value = app.ok(

@@ -116,12 +116,7 @@ impl SegmentationManager {
 
     /// Decodes the image file at `path` and warms the model.
     pub fn open_file(&self, path: &Path) -> CommandResult<OpenedImage> {
-        if !path.is_file() {
-            return Err(CommandError::FileNotFound {
-                path: path.display().to_string(),
-                message: format!("{} does not exist or is not a file", path.display()),
-            });
-        }
+        crate::error::require_file(path)?;
         let image = segmentation::load_image(path)?;
         self.opened(image)
     }

@@ -79,12 +79,7 @@ impl TranscriptionManager {
         path: &Path,
         settings: &TranscribeSettings,
     ) -> CommandResult<Transcription> {
-        if !path.is_file() {
-            return Err(CommandError::FileNotFound {
-                path: path.display().to_string(),
-                message: format!("{} does not exist or is not a file", path.display()),
-            });
-        }
+        crate::error::require_file(path)?;
         let started = Instant::now();
         let audio = audio::decode_file(path)?;
         self.run(audio, started, settings)

@@ -2,12 +2,17 @@
 //! its own that sleeps until the system says something, and reported to the lifecycle core
 //! as it changes ([`model_manager::ModelManager::report_memory_pressure`]); what to unload is
 //! the core's decision. Linux: a PSI trigger on `/proc/pressure/memory` (`linux.rs`),
-//! falling back to `MemAvailable` where PSI is missing.
+//! falling back to `MemAvailable` where PSI is missing; macOS: a dispatch memory-pressure
+//! source (`macos.rs`); Windows: the low-memory resource notification (`windows.rs`).
 
 use model_manager::PressureLevel;
 
 #[cfg(target_os = "linux")]
 mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(windows)]
+mod windows;
 
 /// Where the levels come from, for the log and the settings view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +21,10 @@ pub enum Source {
     Psi,
     /// `MemAvailable` from `/proc/meminfo`, read every few seconds (PSI is missing).
     MemAvailable,
+    /// macOS's dispatch memory-pressure source.
+    DispatchSource,
+    /// Windows's low-memory resource notification.
+    LowMemoryNotification,
 }
 
 /// Starts watching the system's memory pressure; `report` hears every change of level.
@@ -23,19 +32,23 @@ pub enum Source {
 /// the idle timeouts still apply).
 pub fn watch(report: impl Fn(PressureLevel) + Send + 'static) -> Option<Source> {
     #[cfg(target_os = "linux")]
-    {
-        match linux::watch(report) {
-            Ok(source) => Some(source),
-            Err(error) => {
-                tracing::warn!(%error, "no memory-pressure signal");
-                None
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
+    let started = linux::watch(report);
+    #[cfg(target_os = "macos")]
+    let started = macos::watch(report);
+    #[cfg(windows)]
+    let started = windows::watch(report);
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+    let started: std::io::Result<Source> = {
         let _ = report;
-        tracing::info!("no memory-pressure source on this system yet");
-        None
+        Err(std::io::Error::other(
+            "no memory-pressure source on this system",
+        ))
+    };
+    match started {
+        Ok(source) => Some(source),
+        Err(error) => {
+            tracing::warn!(%error, "no memory-pressure signal");
+            None
+        }
     }
 }

@@ -84,12 +84,7 @@ impl TrainingSet {
     /// Adds the pair read from an image file and a mask file.
     pub fn add_files(&self, image: &Path, mask: &Path) -> CommandResult<TrainingExample> {
         for path in [image, mask] {
-            if !path.is_file() {
-                return Err(CommandError::FileNotFound {
-                    path: path.display().to_string(),
-                    message: format!("{} does not exist or is not a file", path.display()),
-                });
-            }
+            crate::error::require_file(path)?;
         }
         let pair = TrainingPair::load(image, mask)?;
         self.add(pair)

@@ -168,12 +168,7 @@ impl ModelLibrary {
         source: &Path,
         display_name: Option<&str>,
     ) -> CommandResult<ModelInfo> {
-        if !source.is_file() {
-            return Err(CommandError::FileNotFound {
-                path: source.display().to_string(),
-                message: format!("{} does not exist or is not a file", source.display()),
-            });
-        }
+        crate::error::require_file(source)?;
         let task = detect_task(source)?;
         let name = display_name
             .map(str::trim)
