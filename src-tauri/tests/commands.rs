@@ -279,7 +279,9 @@ fn memory_pressure_unloads_an_idle_model_and_says_so_unless_the_user_turned_it_o
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     slots.report_memory_pressure(PressureLevel::Critical);
-    std::thread::sleep(model_manager::PressurePolicy::DEFAULT_SUSTAIN * 2);
+    std::thread::sleep(
+        model_manager::PressurePolicy::DEFAULT_SUSTAIN + std::time::Duration::from_secs(1),
+    );
     assert_eq!(
         app.state("transcription"),
         "loaded",

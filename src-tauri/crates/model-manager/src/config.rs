@@ -125,7 +125,7 @@ impl Default for PressurePolicy {
 
 impl PressurePolicy {
     /// Default sustain window.
-    pub const DEFAULT_SUSTAIN: Duration = Duration::from_secs(2);
+    pub const DEFAULT_SUSTAIN: Duration = Duration::from_secs(5);
     /// Default per-model cooldown.
     pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
     /// Shortest sustain window accepted.
