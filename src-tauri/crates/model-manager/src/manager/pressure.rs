@@ -3,9 +3,11 @@
 //! flapping signal from becoming an eviction storm.
 //!
 //! An *episode* starts with the first report above normal. Nothing is unloaded before the
-//! pressure has lasted one sustain window; then one step is taken per window, at the highest
-//! level reported since the last step (so a signal that flaps faster than the window still
-//! counts as pressure, and still acts at most once per window). The episode ends when the
+//! pressure has lasted one sustain window; then one step is taken per window, at the first
+//! look at or after the window's end that finds the signal above normal, at the highest level
+//! reported since the last step (so a signal that flaps faster than the window still counts
+//! as pressure, and still acts at most once per window, while a blip that is over when the
+//! window ends acts never, whatever wakes the checker then). The episode ends when the
 //! system has reported normal for a whole window; unloads still waiting on a lease are then
 //! called off. A model unloaded for pressure is not unloaded for pressure again before the
 //! cooldown has passed, whatever the signal does.
@@ -131,7 +133,7 @@ impl Inner {
             self.end_pressure_episode();
             return Vec::new();
         }
-        if p.next_step.is_some_and(|step| now < step) {
+        if p.level == PressureLevel::Normal || p.next_step.is_some_and(|step| now < step) {
             return Vec::new();
         }
         let level = p.peak.max(p.level);
