@@ -19,9 +19,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         // either is seen below or sees this and wakes us (see `hot`).
         activity.checker_wake_at.store(u64::MAX, SeqCst);
         let now = shared.clock.now();
-        shared.fail_overdue_loads(&mut inner, now);
-        let mut expired = inner.begin_expired_unloads(now);
-        expired.extend(inner.begin_pressure_unloads(now, shared.clock.wall_now()));
+        let expired = shared.begin_due_unloads(&mut inner, now);
         if !expired.is_empty() {
             drop(inner);
             for eviction in expired {

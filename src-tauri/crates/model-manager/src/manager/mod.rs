@@ -425,11 +425,8 @@ impl ModelManager {
     pub fn run_idle_check(&self) -> Vec<UnloadedModel> {
         let expired = {
             let mut inner = self.shared.state.lock();
-            let (now, wall) = self.now();
-            self.shared.fail_overdue_loads(&mut inner, now);
-            let mut expired = inner.begin_expired_unloads(now);
-            expired.extend(inner.begin_pressure_unloads(now, wall));
-            expired
+            let now = self.shared.clock.now();
+            self.shared.begin_due_unloads(&mut inner, now)
         };
         self.finish_all(expired)
     }

@@ -204,6 +204,21 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    /// Everything due at `now` that the idle checker acts on: fails the loads past their
+    /// timeout and starts the idle unloads and the memory-pressure step that are due; returns
+    /// the unloads to finish outside the lock. The checker thread and
+    /// `ModelManager::run_idle_check` both go through here.
+    pub(crate) fn begin_due_unloads(
+        &self,
+        inner: &mut Inner,
+        now: std::time::Instant,
+    ) -> Vec<Eviction> {
+        self.fail_overdue_loads(inner, now);
+        let mut due = inner.begin_expired_unloads(now);
+        due.extend(inner.begin_pressure_unloads(now, self.clock.wall_now()));
+        due
+    }
+
     fn report_progress(&self, idx: usize, generation: u64, progress: f32) {
         let mut inner = self.state.lock();
         let slot = &mut inner.slots[idx];
