@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use model_manager::ManagerStatus;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
@@ -64,9 +65,8 @@ pub struct DownloadOffer {
 
 impl ModelLibrary {
     /// The memory `model_id` took when loaded in `slot` this session (while loaded, or at its
-    /// last unload).
-    fn measured(&self, slot: Slot, model_id: &str) -> Option<u64> {
-        let status = self.core.status();
+    /// last unload), from one status snapshot shared by every model described.
+    fn measured(status: &ManagerStatus, slot: Slot, model_id: &str) -> Option<u64> {
         let m = status.model(&slot.key())?;
         (&*m.model_id == model_id)
             .then(|| {
@@ -76,10 +76,10 @@ impl ModelLibrary {
             .flatten()
     }
 
-    pub(super) fn base_info(&self, e: &catalog::CatalogEntry) -> ModelInfo {
+    pub(super) fn base_info(&self, e: &catalog::CatalogEntry, status: &ManagerStatus) -> ModelInfo {
         let path = self.paths.model_file(e.file_name);
         let file_bytes = disk_bytes(&path);
-        let measured = self.measured(e.slot, e.id);
+        let measured = Self::measured(status, e.slot, e.id);
         ModelInfo {
             id: e.id.into(),
             slot: e.slot,
@@ -110,10 +110,10 @@ impl ModelLibrary {
         }
     }
 
-    pub(super) fn user_info(&self, meta: &UserModelMeta) -> ModelInfo {
+    pub(super) fn user_info(&self, meta: &UserModelMeta, status: &ManagerStatus) -> ModelInfo {
         let slot = meta.task.slot();
         let model_id = meta.id.model_id();
-        let measured = self.measured(slot, &model_id);
+        let measured = Self::measured(status, slot, &model_id);
         ModelInfo {
             slot,
             display_name: meta.display_name.clone(),

@@ -148,16 +148,25 @@ impl ModelLibrary {
             let meta = self.user_models.get(&uid).ok_or_else(|| {
                 CommandError::unknown_model(id, format!("there is no user model {user:?}"))
             })?;
-            return Ok(self.user_info(&meta));
+            return Ok(self.user_info(&meta, &self.core.status()));
         }
         let entry = catalog::known(id)?;
-        Ok(self.base_info(entry))
+        Ok(self.base_info(entry, &self.core.status()))
     }
 
     /// Every base model and user model, with which is active.
     pub fn list(&self) -> Vec<ModelInfo> {
-        let mut all: Vec<ModelInfo> = catalog::CATALOG.iter().map(|e| self.base_info(e)).collect();
-        all.extend(self.user_models.list().iter().map(|m| self.user_info(m)));
+        let status = self.core.status();
+        let mut all: Vec<ModelInfo> = catalog::CATALOG
+            .iter()
+            .map(|e| self.base_info(e, &status))
+            .collect();
+        all.extend(
+            self.user_models
+                .list()
+                .iter()
+                .map(|m| self.user_info(m, &status)),
+        );
         all
     }
 
@@ -181,7 +190,7 @@ impl ModelLibrary {
                 )
             });
         let meta = self.user_models.import(source, task, &name)?;
-        Ok(self.user_info(&meta))
+        Ok(self.user_info(&meta, &self.core.status()))
     }
 
     /// Saves a fine-tuned Segment Anything model (see [`UserModels::add_fine_tune`]). It is
