@@ -1,6 +1,6 @@
 //! The user's memory strategy: [`ManagerConfig`] with its [`Strategy`], [`TimerScope`],
-//! per-model [`ModelOverride`]s, preload list, memory budget, check interval and answer to
-//! memory pressure ([`PressurePolicy`]), plus its
+//! per-model [`ModelOverride`]s, preload list, memory budget, check interval, answer to
+//! memory pressure ([`PressurePolicy`]) and on-battery timeout, plus its
 //! validation and the `MODEL_INACTIVITY_TIMEOUT` / `MODEL_CHECK_INTERVAL` overrides.
 
 use std::collections::BTreeMap;
@@ -91,6 +91,11 @@ pub struct ManagerConfig {
     pub load_timeout: Duration,
     /// How the system's memory-pressure signal is answered.
     pub pressure: PressurePolicy,
+    /// While the machine runs on battery, an unused model unloads after at most this long,
+    /// whatever its strategy says (pinned models excepted; the immediate strategy stays
+    /// immediate). `None`: the power source changes nothing (serialised in milliseconds).
+    #[serde(with = "millis_opt")]
+    pub battery_idle_timeout: Option<Duration>,
 }
 
 /// How the core answers the system's memory pressure
@@ -143,6 +148,7 @@ impl Default for ManagerConfig {
             check_interval: Self::DEFAULT_CHECK_INTERVAL,
             load_timeout: Self::DEFAULT_LOAD_TIMEOUT,
             pressure: PressurePolicy::default(),
+            battery_idle_timeout: None,
         }
     }
 }
@@ -170,6 +176,16 @@ impl ManagerConfig {
     /// Whether `key` is pinned.
     pub fn is_pinned(&self, key: &ModelKey) -> bool {
         self.overrides.get(key).is_some_and(|o| o.pinned)
+    }
+
+    /// How long `key` may sit unused before it is unloaded, on battery or not; `None` for
+    /// never. Pins are the caller's business (a pinned model has no idle deadline).
+    pub fn idle_timeout_for(&self, key: &ModelKey, on_battery: bool) -> Option<Duration> {
+        let strategy = self.strategy_for(key).idle_timeout();
+        match (on_battery, self.battery_idle_timeout) {
+            (true, Some(battery)) => Some(strategy.map_or(battery, |t| t.min(battery))),
+            _ => strategy,
+        }
     }
 
     /// Checks every value is in range; the error names the offending setting.
@@ -212,6 +228,16 @@ impl ManagerConfig {
                 self.pressure.sustain.as_millis(),
                 self.pressure.cooldown.as_millis()
             )));
+        }
+        if let Some(t) = self.battery_idle_timeout {
+            if !(Strategy::MIN_CUSTOM..=Strategy::MAX_CUSTOM).contains(&t) {
+                return Err(ManagerError::InvalidConfig(format!(
+                    "on-battery idle timeout must be between {}s and {}s (got {:.3}s)",
+                    Strategy::MIN_CUSTOM.as_secs(),
+                    Strategy::MAX_CUSTOM.as_secs(),
+                    t.as_secs_f64()
+                )));
+            }
         }
         if self.memory_budget_bytes == Some(0) {
             return Err(ManagerError::InvalidConfig(
@@ -273,6 +299,24 @@ mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Serde helper: an optional [`Duration`] as whole milliseconds or `null`.
+mod millis_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

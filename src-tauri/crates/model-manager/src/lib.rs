@@ -41,6 +41,7 @@ pub mod key;
 pub mod loader;
 mod manager;
 pub mod memory;
+pub mod power;
 pub mod pressure;
 pub mod state;
 pub mod status;
@@ -51,6 +52,7 @@ pub use error::ManagerError;
 pub use key::{ModelKey, ModelSpec};
 pub use loader::{CancelToken, LoadContext, LoadError, LoadedModel, ModelLoader, ProgressReporter};
 pub use manager::{Lease, ModelManager, ModelManagerBuilder, DEFAULT_SHUTDOWN_GRACE};
+pub use power::PowerSource;
 pub use pressure::PressureLevel;
 pub use state::{ModelState, Transition, TransitionReason};
 pub use status::{

@@ -89,6 +89,8 @@ pub enum TransitionReason {
     EvictedForMemory,
     /// The system said it was short of memory (its memory-pressure signal).
     MemoryPressure,
+    /// The system was about to sleep (suspend or hibernate).
+    SystemSleep,
     /// The immediate strategy: unloaded when the last lease ended.
     Immediate,
     /// The manager is shutting down.

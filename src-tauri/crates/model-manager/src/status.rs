@@ -65,6 +65,8 @@ pub struct ManagerStatus {
     pub config: ManagerConfig,
     /// The system's memory pressure as last reported.
     pub pressure: crate::pressure::PressureLevel,
+    /// Where the machine's power comes from, as last reported.
+    pub power: crate::power::PowerSource,
     /// When the snapshot was taken.
     pub taken_at: SystemTime,
 }

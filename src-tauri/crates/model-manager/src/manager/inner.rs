@@ -198,6 +198,8 @@ pub(crate) struct Inner {
     pub abandoned: Vec<(u64, usize, u64)>,
     /// The system's memory-pressure signal and the episode it belongs to.
     pub pressure: super::pressure::PressureState,
+    /// Where the machine's power comes from, as last reported.
+    pub power: crate::power::PowerSource,
 }
 
 impl Inner {
@@ -212,7 +214,14 @@ impl Inner {
             shutting_down: false,
             abandoned: Vec::new(),
             pressure: Default::default(),
+            power: Default::default(),
         }
+    }
+
+    /// How long `key`'s model may sit unused now (the power source counts).
+    pub(crate) fn idle_timeout(&self, key: &crate::key::ModelKey) -> Option<Duration> {
+        self.config
+            .idle_timeout_for(key, self.power == crate::power::PowerSource::Battery)
     }
 
     /// The one place phases change: validates against [`ModelState::can_become`], logs the
@@ -388,7 +397,7 @@ impl Inner {
             .filter(|s| !self.config.is_pinned(&s.key))
             .filter_map(|s| match self.config.strategy_for(&s.key) {
                 Strategy::Immediate => None, // its releases take the lock anyway
-                strategy => strategy.idle_timeout(),
+                _ => self.idle_timeout(&s.key),
             })
             .min()
             .map_or(u64::MAX, |t| {
@@ -543,7 +552,7 @@ impl Inner {
             return None;
         }
         let strategy = self.config.strategy_for(&slot.key);
-        let timeout = strategy.idle_timeout()?;
+        let timeout = self.idle_timeout(&slot.key)?;
         let last_used = self.activity.decode(slot.hot.last_used_raw());
         if strategy == Strategy::Immediate {
             return if slot.hot.used() {

@@ -7,6 +7,7 @@ mod hot;
 mod inner;
 mod lease;
 mod pressure;
+mod system;
 mod work;
 
 use std::collections::HashMap;
@@ -500,6 +501,7 @@ impl ModelManager {
             models,
             config: inner.config.clone(),
             pressure: inner.pressure.level(),
+            power: inner.power,
             taken_at: wall,
         }
     }
