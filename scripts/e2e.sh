@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests: the real app (front end embedded) in a real WebKitGTK window under Xvfb,
-# driven by WebdriverIO through tauri-driver, with real models and MODEL_INACTIVITY_TIMEOUT=3.
+# driven by WebdriverIO through tauri-driver, with real models and MODEL_INACTIVITY_TIMEOUT=3,
+# on a private session D-Bus with a StatusNotifier watcher (the tray is exported and clicked).
 # Saves a screenshot of each page into docs/screenshots/.
 # Needs: npm packages (npm ci), build/ (npm run build), webkit2gtk-driver and tauri-driver
 # (installed here when absent), the fixtures (scripts/fixtures.sh).
@@ -34,4 +35,13 @@ export DORMOUSE_CATALOG_OVERRIDES="$scratch/overrides.json" E2E_DOWNLOAD_PORT="$
 mkdir -p docs/screenshots
 export DORMOUSE_MODELS_DIR DORMOUSE_FIXTURES="$fixtures" E2E_SCRATCH="$scratch" E2E_SCREENSHOTS="$PWD/docs/screenshots"
 export MODEL_INACTIVITY_TIMEOUT=3 MODEL_CHECK_INTERVAL=1
-xvfb-run -a -s "-screen 0 1280x900x24" npx wdio run tests/e2e/wdio.conf.mjs
+# A private session D-Bus with a StatusNotifier watcher on it (what a desktop's panel runs),
+# so the tray exports its item and menu as on a desktop and system.e2e.mjs can click it.
+export E2E_XVFB_ARGS="-screen 0 1280x900x24"
+dbus-run-session -- bash -c '
+    target/debug/examples/tray_probe watch > "$E2E_SCRATCH/tray-watcher.log" 2>&1 &
+    watcher=$!
+    trap "kill $watcher 2>/dev/null" EXIT
+    target/debug/examples/tray_probe wait-watcher
+    xvfb-run -a -s "$E2E_XVFB_ARGS" npx wdio run tests/e2e/wdio.conf.mjs
+'

@@ -2,7 +2,8 @@
 # Installs the Debian/Ubuntu packages Dormouse needs, only those missing (apt-get runs only
 # when something is). Used by the README's run command and by CI.
 #   build:  C toolchain, pkg-config, cmake + libclang (whisper.cpp), Tauri's WebKitGTK stack
-#   tests:  python3 + pip (fixtures), espeak-ng and sox (speech fixtures), Xvfb (a display)
+#   tests:  python3 + pip (fixtures), espeak-ng and sox (speech fixtures), Xvfb (a display),
+#           dbus-daemon (a private bus for the sleep watcher's test)
 #   --with-e2e: WebKitGTK's WebDriver; --with-cross: mingw-w64 for the Windows cross-check
 set -euo pipefail
 
@@ -11,7 +12,7 @@ packages=(
     libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev libgtk-3-dev
     libayatana-appindicator3-dev librsvg2-dev libssl-dev libxdo-dev
     python3 python3-pip espeak-ng sox libsox-fmt-base libsox-fmt-mp3
-    xvfb xauth
+    xvfb xauth dbus-daemon
 )
 for option in "$@"; do
     case "$option" in

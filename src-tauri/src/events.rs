@@ -48,9 +48,25 @@ pub struct DownloadProgress(pub crate::managers::downloads::DownloadView);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
 pub struct TrainingProgress(pub crate::managers::training::TrainingView);
 
-/// The tray's "Unload models" ran; the window shows what it freed.
+/// "Unload models" ran from outside the window (the tray's menu, or `dormouse unload` on
+/// the command line); the window shows what it freed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
-pub struct TrayUnloaded(pub UnloadSummary);
+pub struct UnloadedFromOutside {
+    /// Where the unload was asked.
+    pub origin: UnloadOrigin,
+    /// What it did.
+    pub summary: UnloadSummary,
+}
+
+/// Where an unload from outside the window was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "snake_case")]
+pub enum UnloadOrigin {
+    /// The tray's "Unload models".
+    Tray,
+    /// `dormouse unload`.
+    CommandLine,
+}
 
 /// Forwards the core's events to the front end until the core goes away, calling
 /// `on_status` after each model change with every model's latest view (the tray follows it).

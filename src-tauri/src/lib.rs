@@ -9,6 +9,7 @@
 mod atomic_file;
 pub mod catalog;
 pub mod commands;
+pub mod control;
 mod debris;
 pub mod error;
 pub mod events;
@@ -16,7 +17,9 @@ mod id_reservation;
 mod logging;
 pub mod managers;
 pub mod paths;
+pub mod power;
 pub mod pressure;
+pub mod sleep;
 pub mod training_set;
 pub mod tray;
 pub mod user_models;
@@ -66,6 +69,8 @@ raw_commands!(
 
 /// Where the generated TypeScript bindings live, relative to the workspace root.
 pub const BINDINGS_PATH: &str = "src/lib/bindings.ts";
+/// The app's identifier (`tauri.conf.json`), which names its folders.
+pub const APP_IDENTIFIER: &str = "app.dormouse.desktop";
 
 /// The typed commands and events, for the invoke handler and the TypeScript bindings.
 pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
@@ -103,7 +108,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             events::ModelLoadProgress,
             events::ModelUnloaded,
             events::SettingsChanged,
-            events::TrayUnloaded,
+            events::UnloadedFromOutside,
             events::DownloadProgress,
             events::TrainingProgress,
         ])
@@ -172,9 +177,12 @@ pub struct Launch {
     pub tray: bool,
     /// Log to stderr and a rotating file in the app's log folder.
     pub logs: bool,
-    /// Listen to the system's signals (memory pressure): on for the real app, off in tests
-    /// that drive the core themselves.
+    /// Listen to the system's signals (memory pressure, sleep, power source): on for the
+    /// real app, off in tests that drive the core themselves.
     pub system_signals: bool,
+    /// Answer `dormouse status` / `dormouse unload` on this control socket (see
+    /// [`control`]); `None`: no socket.
+    pub control_socket: Option<String>,
 }
 
 impl Launch {
@@ -186,6 +194,7 @@ impl Launch {
             tray: true,
             logs: true,
             system_signals: true,
+            control_socket: control::socket_name(|name| std::env::var(name).ok()),
         }
     }
 }
@@ -287,7 +296,36 @@ pub fn initialize<R: Runtime>(
     app.manage(Arc::new(downloads));
     if launch.system_signals {
         let watcher = slots.clone();
-        pressure::watch(move |level| watcher.report_memory_pressure(level));
+        let memory_pressure = pressure::watch(move |level| watcher.report_memory_pressure(level));
+        let sleep = sleep::watch(sleep::app_hooks(slots.clone(), settings.clone()));
+        let watcher = slots.clone();
+        let power_source = power::watch(move |source| watcher.report_power_source(source));
+        tracing::info!(?memory_pressure, ?sleep, ?power_source, "system signals");
+        settings.set_signals(managers::settings::SystemSignals {
+            memory_pressure: memory_pressure.is_some(),
+            sleep: sleep.is_some(),
+            power_source: power_source.is_some(),
+        });
+    }
+    if let Some(name) = launch.control_socket.clone() {
+        let handle = app.clone();
+        let started = control::server::start(name, slots.clone(), move |summary| {
+            let event = events::UnloadedFromOutside {
+                origin: events::UnloadOrigin::CommandLine,
+                summary: summary.clone(),
+            };
+            if let Err(error) = event.emit(&handle) {
+                tracing::warn!(%error, "could not tell the window what the command line unloaded");
+            }
+        });
+        match started {
+            Ok(socket) => {
+                app.manage(socket);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no control socket: `dormouse status` and `dormouse unload` will say the app is not running");
+            }
+        }
     }
     app.manage(Arc::new(TranscriptionManager::new(slots.clone())));
     app.manage(Arc::new(SegmentationManager::new(slots.clone())));
@@ -326,6 +364,9 @@ pub fn shut_down<R: Runtime>(app: &tauri::AppHandle<R>) {
     }
     if let Some(training) = app.try_state::<Arc<TrainingManager>>() {
         training.shutdown();
+    }
+    if let Some(socket) = app.try_state::<control::server::ControlSocket>() {
+        socket.close();
     }
     if let Some(slots) = app.try_state::<Arc<SlotManager>>() {
         let summary = slots.shutdown();
@@ -396,6 +437,13 @@ fn quit_on_terminate_signal<R: Runtime>(_app: tauri::AppHandle<R>) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_identifier_is_the_one_tauri_uses() {
+        let conf: serde_json::Value = serde_json::from_str(include_str!("../tauri.conf.json"))
+            .expect("tauri.conf.json parses");
+        assert_eq!(conf["identifier"], APP_IDENTIFIER);
+    }
 
     /// The checked-in bindings must match the Rust types. `UPDATE_BINDINGS=1` rewrites them.
     #[test]

@@ -14,7 +14,7 @@ use tauri::{AppHandle, Manager, Runtime};
 use tauri_specta::Event;
 
 use crate::catalog::Slot;
-use crate::events::TrayUnloaded;
+use crate::events::{UnloadOrigin, UnloadedFromOutside};
 use crate::managers::slots::SlotManager;
 use crate::views::{ModelStateView, ModelStatusView, ReasonView};
 
@@ -100,15 +100,12 @@ pub fn megabytes(bytes: u64) -> String {
 /// The tray line of one model.
 pub fn line(model: &ModelStatusView) -> String {
     let state = match model.state {
-        ModelStateView::Unloaded
-            if model
-                .last_unload
-                .as_ref()
-                .is_some_and(|u| u.reason == ReasonView::MemoryPressure) =>
-        {
-            "not loaded (the system was low on memory)".to_owned()
+        ModelStateView::Unloaded => match model.last_unload.as_ref().map(|u| u.reason) {
+            Some(ReasonView::MemoryPressure) => "not loaded (the system was low on memory)",
+            Some(ReasonView::SystemSleep) => "not loaded (unloaded before sleep)",
+            _ => "not loaded",
         }
-        ModelStateView::Unloaded => "not loaded".to_owned(),
+        .to_owned(),
         ModelStateView::Loading => match model.load_progress {
             Some(p) => format!("loading {:.0}%", p * 100.0),
             None => "loading".to_owned(),
@@ -170,7 +167,11 @@ impl<R: Runtime> Tray<R> {
                     std::thread::spawn(move || match slots.unload(None) {
                         Ok(summary) => {
                             *freed_sink.lock() = Some(freed_words(&summary));
-                            if let Err(error) = TrayUnloaded(summary).emit(&app) {
+                            let event = UnloadedFromOutside {
+                                origin: UnloadOrigin::Tray,
+                                summary,
+                            };
+                            if let Err(error) = event.emit(&app) {
                                 tracing::warn!(%error, "could not tell the window what the tray unloaded");
                             }
                         }
@@ -247,6 +248,53 @@ mod tests {
         assert_eq!(
             unload_label(Some(&freed_words(&summary))),
             "Unload models (last: freed 187 MB)"
+        );
+    }
+
+    #[test]
+    fn a_models_line_says_when_the_system_caused_its_unload() {
+        let unloaded = |reason| UnloadedView {
+            slot: Slot::Transcription,
+            model_id: "whisper-base".into(),
+            display_name: "Whisper base".into(),
+            resident_bytes: 190_000_000,
+            bytes_freed: None,
+            reason,
+            at_ms: 0,
+        };
+        let model = |last_unload| ModelStatusView {
+            slot: Slot::Transcription,
+            model_id: "whisper-base".into(),
+            display_name: "Whisper base".into(),
+            is_user_model: false,
+            model_path: None,
+            state: ModelStateView::Unloaded,
+            resident_bytes: None,
+            expected_bytes: None,
+            loaded_at_ms: None,
+            last_used_ms: None,
+            expires_at_ms: None,
+            load_progress: None,
+            last_error: None,
+            leases: 0,
+            pinned: false,
+            last_load_us: None,
+            load_count: 1,
+            last_unload,
+            last_request: None,
+        };
+        assert_eq!(line(&model(None)), "Whisper base — not loaded");
+        assert_eq!(
+            line(&model(Some(unloaded(ReasonView::MemoryPressure)))),
+            "Whisper base — not loaded (the system was low on memory)"
+        );
+        assert_eq!(
+            line(&model(Some(unloaded(ReasonView::SystemSleep)))),
+            "Whisper base — not loaded (unloaded before sleep)"
+        );
+        assert_eq!(
+            line(&model(Some(unloaded(ReasonView::IdleTimeout)))),
+            "Whisper base — not loaded"
         );
     }
 }

@@ -66,6 +66,8 @@ pub enum ReasonView {
     EvictedForMemory,
     /// The system said it was low on memory.
     MemoryPressure,
+    /// The computer was about to sleep.
+    SystemSleep,
     /// Unloaded right after use (immediate strategy).
     Immediate,
     /// The app is quitting.
@@ -87,6 +89,7 @@ impl From<TransitionReason> for ReasonView {
             R::Manual => Self::Manual,
             R::EvictedForMemory => Self::EvictedForMemory,
             R::MemoryPressure => Self::MemoryPressure,
+            R::SystemSleep => Self::SystemSleep,
             R::Immediate => Self::Immediate,
             R::Shutdown => Self::Shutdown,
         }
@@ -175,6 +178,8 @@ pub struct StatusView {
     pub total_resident_bytes: u64,
     /// The system's memory pressure as last reported.
     pub pressure: PressureView,
+    /// The computer runs on its battery (the on-battery timeout applies, when set).
+    pub on_battery: bool,
     /// When (ms since the epoch).
     pub taken_at_ms: u64,
 }
@@ -286,6 +291,7 @@ impl<F: Fn(&str) -> Option<String>> Views<F> {
             models: s.models.iter().filter_map(|m| self.model(m)).collect(),
             total_resident_bytes: s.total_resident_bytes,
             pressure: s.pressure.into(),
+            on_battery: s.power == model_manager::PowerSource::Battery,
             taken_at_ms: epoch_ms(s.taken_at),
         }
     }

@@ -272,12 +272,7 @@ fn memory_pressure_unloads_an_idle_model_and_says_so_unless_the_user_turned_it_o
     // Off: pressure changes nothing.
     let memory = json!({ "strategy": "always_loaded", "custom_timeout_secs": 300, "timer_scope": "all_together", "pinned": [], "memory_budget_mib": null, "respond_to_memory_pressure": false });
     let _: Value = app.ok("update_model_config", json!({ "memory": memory }));
-    let _: Value = app.ok("warm_model", json!({ "task": "transcription" }));
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while app.state("transcription") != "loaded" {
-        assert!(std::time::Instant::now() < until, "whisper never loaded");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    app.warm_whisper();
     slots.report_memory_pressure(PressureLevel::Critical);
     std::thread::sleep(
         model_manager::PressurePolicy::DEFAULT_SUSTAIN + std::time::Duration::from_secs(1),
@@ -307,6 +302,202 @@ fn memory_pressure_unloads_an_idle_model_and_says_so_unless_the_user_turned_it_o
     );
     let status: Value = app.ok("get_model_status", json!({}));
     assert_eq!(status["pressure"], "warn", "{status}");
+}
+
+/// Before the computer sleeps, the app's sleep hook (what the logind watcher calls) unloads
+/// the loaded models with the reason `system_sleep`, unless the user turned that off; on
+/// battery, the on-battery timeout moves the idle deadline the status shows.
+#[test]
+fn sleep_unloads_models_unless_the_user_turned_it_off_and_battery_moves_the_deadline() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), false);
+    let app = TestApp::start(dir.path(), &[]);
+    let slots = app
+        .app
+        .state::<std::sync::Arc<dormouse_lib::managers::slots::SlotManager>>()
+        .inner()
+        .clone();
+    let settings = app
+        .app
+        .state::<std::sync::Arc<dormouse_lib::managers::settings::SettingsManager>>()
+        .inner()
+        .clone();
+    let hooks = dormouse_lib::sleep::app_hooks(slots.clone(), settings);
+    let mut memory = json!({ "strategy": "auto", "custom_timeout_secs": 300, "timer_scope": "all_together", "pinned": [], "memory_budget_mib": null, "respond_to_memory_pressure": true, "unload_before_sleep": false, "battery_timeout_secs": null });
+    let _: Value = app.ok("update_model_config", json!({ "memory": memory }));
+    app.warm_whisper();
+    (hooks.before_sleep)();
+    assert_eq!(
+        app.state("transcription"),
+        "loaded",
+        "the user turned it off"
+    );
+    (hooks.after_wake)();
+    assert_eq!(
+        app.state("transcription"),
+        "loaded",
+        "waking unloads nothing not due"
+    );
+
+    // On battery with a 1-minute timeout: the deadline is a minute after the last use.
+    memory["battery_timeout_secs"] = json!(60);
+    let _: Value = app.ok("update_model_config", json!({ "memory": memory }));
+    let before = app.model("transcription")["expires_at_ms"]
+        .as_u64()
+        .expect("scheduled");
+    slots.report_power_source(model_manager::PowerSource::Battery);
+    let status: Value = app.ok("get_model_status", json!({}));
+    assert_eq!(status["on_battery"], true, "{status}");
+    let model = app.model("transcription");
+    let after = model["expires_at_ms"].as_u64().expect("scheduled");
+    let last_used = model["last_used_ms"].as_u64().expect("used");
+    assert_eq!(before - after, 240_000, "5 min became 1 min: {model}");
+    assert_eq!(after - last_used, 60_000, "{model}");
+    slots.report_power_source(model_manager::PowerSource::Mains);
+
+    // On (the default): the model goes before the sleep, and says why.
+    memory["unload_before_sleep"] = json!(true);
+    let view: Value = app.ok("update_model_config", json!({ "memory": memory }));
+    assert_eq!(view["settings"]["memory"]["unload_before_sleep"], true);
+    (hooks.before_sleep)();
+    let model = app.model("transcription");
+    assert_eq!(model["state"], "unloaded", "{model}");
+    assert_eq!(model["last_unload"]["reason"], "system_sleep", "{model}");
+    assert!(
+        model["last_unload"]["resident_bytes"]
+            .as_u64()
+            .expect("bytes")
+            > 50_000_000
+    );
+    // A bad on-battery timeout is refused with its name, and nothing is lost.
+    memory["battery_timeout_secs"] = json!(5);
+    let (kind, error) = app.err("update_model_config", json!({ "memory": memory }));
+    assert_eq!(kind, "invalid_setting", "{error}");
+    assert!(error.to_string().contains("on-battery timeout"), "{error}");
+    let saved: Value = app.ok("get_settings", json!({}));
+    assert_eq!(
+        saved["settings"]["memory"]["battery_timeout_secs"], 60,
+        "{saved}"
+    );
+}
+
+/// `dormouse status` and `dormouse unload`: the real executable, run as a script or a game
+/// launcher would, talks to the running app over its control socket.
+#[test]
+fn the_command_line_reports_status_and_unloads_through_the_running_app() {
+    let dir = tempfile::tempdir().expect("temp");
+    install_models(&dir.path().join("models"), false);
+    let socket = dir.path().join("run").join("control.sock");
+    let socket_name = socket.display().to_string();
+    let app = TestApp::start(
+        dir.path(),
+        &[(dormouse_lib::control::SOCKET_ENV, socket_name.as_str())],
+    );
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dormouse"))
+            .args(args)
+            .env(dormouse_lib::control::SOCKET_ENV, &socket_name)
+            .output()
+            .expect("the executable runs");
+        (
+            out.status.code().expect("exited"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p).expect("exists").permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&socket), 0o600, "owner-only socket");
+        assert_eq!(
+            mode(socket.parent().expect("dir")),
+            0o700,
+            "owner-only folder"
+        );
+    }
+
+    let (code, out, err) = cli(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Whisper base (transcription): not loaded"),
+        "{out}"
+    );
+    assert!(out.contains("Total: 0 MB loaded"), "{out}");
+
+    app.warm_whisper();
+    let (code, out, err) = cli(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    let whisper = out
+        .lines()
+        .find(|l| l.starts_with("Whisper base (transcription): loaded · "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        whisper.contains(" MB · unloads in 4m ") || whisper.contains(" MB · unloads in 5m "),
+        "{whisper}"
+    );
+    let (code, out, _) = cli(&["status", "--json"]);
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).expect("JSON");
+    let listed = status["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["slot"] == "transcription")
+        .expect("whisper listed")
+        .clone();
+    assert_eq!(listed["state"], "loaded");
+    assert!(listed["resident_bytes"].as_u64().expect("bytes") > 50_000_000);
+
+    let (code, out, err) = cli(&["unload", "all"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Models unloaded: Whisper base"), "{out}");
+    assert!(out.contains("(freed "), "{out}");
+    let model = app.model("transcription");
+    assert_eq!(model["state"], "unloaded", "{model}");
+    assert_eq!(model["last_unload"]["reason"], "manual", "{model}");
+    let (code, out, _) = cli(&["unload"]);
+    assert_eq!((code, out.trim()), (0, "No models were loaded"));
+    let (code, out, _) = cli(&["unload", "segmentation", "--json"]);
+    assert_eq!(code, 0);
+    let summary: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(summary["unloaded"], json!([]), "{summary}");
+
+    // A wrong command line is refused before anything is asked.
+    let (code, _, err) = cli(&["unload", "whisper"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown model slot \"whisper\""), "{err}");
+
+    // A client that sends garbage gets an error, and the app goes on answering.
+    #[cfg(unix)]
+    {
+        use std::io::{BufRead, Write};
+        let mut raw = std::os::unix::net::UnixStream::connect(&socket).expect("connects");
+        raw.write_all(b"{not json\n").expect("sent");
+        let mut answer = String::new();
+        std::io::BufReader::new(&raw)
+            .read_line(&mut answer)
+            .expect("answer");
+        assert!(answer.contains("unreadable request"), "{answer}");
+    }
+    assert_eq!(cli(&["status"]).0, 0);
+
+    // Nothing listening: the exit status says Dormouse is not running.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dormouse"))
+        .args(["status"])
+        .env(
+            dormouse_lib::control::SOCKET_ENV,
+            dir.path().join("nobody.sock"),
+        )
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Dormouse is not running.\n"
+    );
 }
 
 #[test]
@@ -482,7 +673,7 @@ fn memory_settings_are_validated_applied_and_persisted() {
         "a refused change changed something"
     );
 
-    let memory = json!({ "strategy": "custom", "custom_timeout_secs": 90, "timer_scope": "each_on_its_own", "pinned": ["transcription"], "memory_budget_mib": 2048, "respond_to_memory_pressure": false });
+    let memory = json!({ "strategy": "custom", "custom_timeout_secs": 90, "timer_scope": "each_on_its_own", "pinned": ["transcription"], "memory_budget_mib": 2048, "respond_to_memory_pressure": false, "unload_before_sleep": false, "battery_timeout_secs": 120 });
     let after: Value = app.ok("update_model_config", json!({ "memory": memory }));
     assert_eq!(after["settings"]["memory"], memory);
     let patched: Value = app.ok(
@@ -491,6 +682,15 @@ fn memory_settings_are_validated_applied_and_persisted() {
     );
     assert_eq!(patched["settings"]["show_memory_usage"], false);
     assert_eq!(app.model("transcription")["pinned"], true);
+    assert_eq!(
+        app.app
+            .state::<std::sync::Arc<dormouse_lib::managers::slots::SlotManager>>()
+            .core()
+            .config()
+            .battery_idle_timeout,
+        Some(std::time::Duration::from_secs(120)),
+        "the on-battery timeout reaches the core"
+    );
     let file = std::fs::read_to_string(app.paths.settings_file()).expect("saved");
     assert!(file.contains("\"custom_timeout_secs\": 90"), "{file}");
     drop(app);

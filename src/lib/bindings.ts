@@ -72,7 +72,7 @@ export const events = {
 	modelUnloaded: makeEvent<ModelUnloaded_Serialize, ModelUnloaded_Deserialize>("model-unloaded"),
 	settingsChanged: makeEvent<SettingsChanged_Serialize, SettingsChanged_Deserialize>("settings-changed"),
 	trainingProgress: makeEvent<TrainingProgress_Serialize, TrainingProgress_Deserialize>("training-progress"),
-	trayUnloaded: makeEvent<TrayUnloaded_Serialize, TrayUnloaded_Deserialize>("tray-unloaded"),
+	unloadedFromOutside: makeEvent<UnloadedFromOutside_Serialize, UnloadedFromOutside_Deserialize>("unloaded-from-outside"),
 };
 
 /* Constants */
@@ -406,6 +406,13 @@ export type MemorySettings_Deserialize = {
 	 *  critical pressure pinned models go too).
 	 */
 	respond_to_memory_pressure?: boolean,
+	/**  Unload models (all but pinned ones) just before the computer sleeps (on by default). */
+	unload_before_sleep?: boolean,
+	/**
+	 *  While on battery, unload unused models after this many seconds at most (pinned ones
+	 *  excepted); `null`: the power source changes nothing.
+	 */
+	battery_timeout_secs?: number | null,
 };
 
 /**  Everything the user chooses about memory. */
@@ -425,6 +432,13 @@ export type MemorySettings_Serialize = {
 	 *  critical pressure pinned models go too).
 	 */
 	respond_to_memory_pressure: boolean,
+	/**  Unload models (all but pinned ones) just before the computer sleeps (on by default). */
+	unload_before_sleep: boolean,
+	/**
+	 *  While on battery, unload unused models after this many seconds at most (pinned ones
+	 *  excepted); `null`: the power source changes nothing.
+	 */
+	battery_timeout_secs: number | null,
 };
 
 /**  The base model chosen for each task (e.g. the segmentation model size). */
@@ -726,6 +740,8 @@ export type ReasonView =
 "evicted_for_memory" | 
 /**  The system said it was low on memory. */
 "memory_pressure" | 
+/**  The computer was about to sleep. */
+"system_sleep" | 
 /**  Unloaded right after use (immediate strategy). */
 "immediate" | 
 /**  The app is quitting. */
@@ -832,6 +848,11 @@ export type SettingsView_Deserialize = {
 	settings_path: string,
 	/**  The models folder. */
 	models_dir: string,
+	/**
+	 *  Which of the system's signals this app hears on this computer (the settings that
+	 *  depend on one say so when it is missing).
+	 */
+	signals: SystemSignals,
 };
 
 /**  The settings as the UI shows them. */
@@ -846,6 +867,11 @@ export type SettingsView_Serialize = {
 	settings_path: string,
 	/**  The models folder. */
 	models_dir: string,
+	/**
+	 *  Which of the system's signals this app hears on this computer (the settings that
+	 *  depend on one say so when it is missing).
+	 */
+	signals: SystemSignals,
 };
 
 /**  Everything Dormouse remembers between runs. */
@@ -907,6 +933,8 @@ export type StatusView_Deserialize = {
 	total_resident_bytes: number,
 	/**  The system's memory pressure as last reported. */
 	pressure: PressureView,
+	/**  The computer runs on its battery (the on-battery timeout applies, when set). */
+	on_battery: boolean,
 	/**  When (ms since the epoch). */
 	taken_at_ms: number,
 };
@@ -919,6 +947,8 @@ export type StatusView_Serialize = {
 	total_resident_bytes: number,
 	/**  The system's memory pressure as last reported. */
 	pressure: PressureView,
+	/**  The computer runs on its battery (the on-battery timeout applies, when set). */
+	on_battery: boolean,
 	/**  When (ms since the epoch). */
 	taken_at_ms: number,
 };
@@ -933,6 +963,16 @@ export type StrategyChoice =
 "immediate" | 
 /**  Unload after `custom_timeout_secs` without use. */
 "custom";
+
+/**  The system signals the app listens to, each `true` when its source started. */
+export type SystemSignals = {
+	/**  The system's memory-pressure signal. */
+	memory_pressure: boolean,
+	/**  The system's "about to sleep" and "woke up" signals. */
+	sleep: boolean,
+	/**  Whether the computer runs on mains or battery. */
+	power_source: boolean,
+};
 
 /**  What the user does with a model. */
 export type Task = 
@@ -1235,14 +1275,12 @@ export type Transcription = {
 	warnings: string[],
 };
 
-/**  The tray's "Unload models" ran; the window shows what it freed. */
-export type TrayUnloaded = TrayUnloaded_Serialize | TrayUnloaded_Deserialize;
-
-/**  The tray's "Unload models" ran; the window shows what it freed. */
-export type TrayUnloaded_Deserialize = UnloadSummary_Deserialize;
-
-/**  The tray's "Unload models" ran; the window shows what it freed. */
-export type TrayUnloaded_Serialize = UnloadSummary_Serialize;
+/**  Where an unload from outside the window was asked. */
+export type UnloadOrigin = 
+/**  The tray's "Unload models". */
+"tray" | 
+/**  `dormouse unload`. */
+"command_line";
 
 /**  What an unload request did. */
 export type UnloadSummary = UnloadSummary_Serialize | UnloadSummary_Deserialize;
@@ -1269,6 +1307,34 @@ export type UnloadSummary_Serialize = {
 	cancelled_loads: Slot[],
 	/**  Sum of `bytes_freed` (or of resident bytes where not measured). */
 	total_freed_bytes: number,
+};
+
+/**
+ *  "Unload models" ran from outside the window (the tray's menu, or `dormouse unload` on
+ *  the command line); the window shows what it freed.
+ */
+export type UnloadedFromOutside = UnloadedFromOutside_Serialize | UnloadedFromOutside_Deserialize;
+
+/**
+ *  "Unload models" ran from outside the window (the tray's menu, or `dormouse unload` on
+ *  the command line); the window shows what it freed.
+ */
+export type UnloadedFromOutside_Deserialize = {
+	/**  Where the unload was asked. */
+	origin: UnloadOrigin,
+	/**  What it did. */
+	summary: UnloadSummary_Deserialize,
+};
+
+/**
+ *  "Unload models" ran from outside the window (the tray's menu, or `dormouse unload` on
+ *  the command line); the window shows what it freed.
+ */
+export type UnloadedFromOutside_Serialize = {
+	/**  Where the unload was asked. */
+	origin: UnloadOrigin,
+	/**  What it did. */
+	summary: UnloadSummary_Serialize,
 };
 
 /**  A model that was unloaded, and what that gave back. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { clock, idleLine, megabytes, micros, pressureUnloadMessage, unloadMessage } from "./format";
+import { clock, idleLine, megabytes, micros, systemUnloadMessage, unloadMessage } from "./format";
 import { model } from "./test/harness";
 
 describe("format", () => {
@@ -38,14 +38,19 @@ describe("format", () => {
     expect(unloadMessage({ unloaded: [], deferred: [], cancelled_loads: [], total_freed_bytes: 0 })).toBe("No models were loaded");
   });
 
-  it("toasts an unload the system's memory pressure caused, and only that", () => {
+  it("toasts an unload the system caused (memory pressure, sleep), and only those", () => {
     const unloaded = { slot: "transcription", model_id: "whisper-base", display_name: "Whisper base", resident_bytes: 205_000_000, at_ms: 0 } as const;
-    expect(pressureUnloadMessage({ ...unloaded, reason: "memory_pressure", bytes_freed: 201_000_000 })).toBe(
+    expect(systemUnloadMessage({ ...unloaded, reason: "memory_pressure", bytes_freed: 201_000_000 })).toBe(
       "Unloaded Whisper base: the system was low on memory, freed 201 MB",
     );
-    expect(pressureUnloadMessage({ ...unloaded, reason: "memory_pressure", bytes_freed: null })).toBe(
+    expect(systemUnloadMessage({ ...unloaded, reason: "memory_pressure", bytes_freed: null })).toBe(
       "Unloaded Whisper base: the system was low on memory, freed 205 MB",
     );
-    expect(pressureUnloadMessage({ ...unloaded, reason: "idle_timeout", bytes_freed: 1 })).toBeNull();
+    expect(systemUnloadMessage({ ...unloaded, reason: "system_sleep", bytes_freed: 199_000_000 })).toBe(
+      "Unloaded Whisper base before the computer slept, freed 199 MB",
+    );
+    for (const reason of ["idle_timeout", "manual", "immediate", "evicted_for_memory", "shutdown"] as const) {
+      expect(systemUnloadMessage({ ...unloaded, reason, bytes_freed: 1 })).toBeNull();
+    }
   });
 });

@@ -67,13 +67,32 @@ export function unloadMessage(summary: UnloadSummary): string {
 }
 
 /**
- * The toast for a model the app unloaded by itself because the system was low on memory
- * (`null` for any other unload, which the user asked for or the settings announced).
+ * The toast for a model the app unloaded because the system asked for it: low on memory, or
+ * about to sleep (`null` for any other unload, which the user asked for or the settings
+ * announced).
  */
-export function pressureUnloadMessage(unloaded: UnloadedView): string | null {
-  if (unloaded.reason !== "memory_pressure") return null;
-  const freed = unloaded.bytes_freed ?? unloaded.resident_bytes;
-  return `Unloaded ${unloaded.display_name}: the system was low on memory, freed ${megabytes(freed)}`;
+export function systemUnloadMessage(unloaded: UnloadedView): string | null {
+  const freed = megabytes(unloaded.bytes_freed ?? unloaded.resident_bytes);
+  switch (unloaded.reason) {
+    case "memory_pressure":
+      return `Unloaded ${unloaded.display_name}: the system was low on memory, freed ${freed}`;
+    case "system_sleep":
+      return `Unloaded ${unloaded.display_name} before the computer slept, freed ${freed}`;
+    default:
+      return null;
+  }
+}
+
+/** The model row's note on why a model is no longer loaded, when the system caused it. */
+export function systemUnloadNote(unloaded: UnloadedView | null): string | null {
+  switch (unloaded?.reason) {
+    case "memory_pressure":
+      return "Unloaded because the system was low on memory";
+    case "system_sleep":
+      return "Unloaded before the computer slept";
+    default:
+      return null;
+  }
 }
 
 /** What each memory strategy does, in one line. */

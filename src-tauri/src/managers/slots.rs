@@ -219,6 +219,23 @@ impl SlotManager {
         self.core.report_memory_pressure(level);
     }
 
+    /// The computer is about to sleep: unloads every model but the pinned ones (see
+    /// [`model_manager::ModelManager::prepare_for_sleep`]).
+    pub fn prepare_for_sleep(&self) -> UnloadSummary {
+        let report = self.core.prepare_for_sleep();
+        self.library.views().unload_summary(&report)
+    }
+
+    /// The computer woke: idle deadlines that ran out while it slept act now.
+    pub fn resumed_from_sleep(&self) {
+        self.core.resumed_from_sleep();
+    }
+
+    /// Passes the power source to the core (the on-battery timeout is its decision).
+    pub fn report_power_source(&self, source: model_manager::PowerSource) {
+        self.core.report_power_source(source);
+    }
+
     /// The status snapshot as the UI sees it. Never loads anything.
     pub fn status(&self) -> StatusView {
         let mut view = self.library.views().status(&self.core.status());

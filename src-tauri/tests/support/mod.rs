@@ -130,12 +130,17 @@ impl TestApp {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let env_socket = env
+            .iter()
+            .find(|(k, _)| k == dormouse_lib::control::SOCKET_ENV)
+            .map(|(_, v)| v.clone());
         let launch = Launch {
             paths: Some(paths.clone()),
             env: Arc::new(move |name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())),
             tray: false,
             logs: false,
             system_signals: false,
+            control_socket: env_socket,
         };
         let app = dormouse_lib::with_commands(mock_builder())
             .build(mock_context(noop_assets()))
@@ -202,6 +207,16 @@ impl TestApp {
             map.insert(*k, v.parse().expect("header value"));
         }
         self.request(cmd, InvokeBody::Raw(bytes), map)
+    }
+
+    /// Warms Whisper (`warm_model`) and waits, up to a minute, until it is loaded.
+    pub fn warm_whisper(&self) {
+        let _: Value = self.ok("warm_model", serde_json::json!({ "task": "transcription" }));
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.state("transcription") != "loaded" {
+            assert!(std::time::Instant::now() < until, "whisper never loaded");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// The state of a slot, from `get_model_status`.

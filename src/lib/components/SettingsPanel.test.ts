@@ -47,6 +47,46 @@ describe("SettingsPanel", () => {
     expect(calls.length).toBe(before);
   });
 
+  it("unloads before sleep by default and takes an on-battery timeout in minutes", async () => {
+    const calls = backend();
+    await renderWithStores(WithToaster, { component: SettingsPanel });
+    const sleep = screen.getByTestId("unload-before-sleep") as HTMLInputElement;
+    expect(sleep.checked).toBe(true);
+    await fireEvent.click(sleep);
+    await settle();
+    const memory = () => (calls.filter((c) => c.cmd === "update_model_config").at(-1)?.args as { memory: MemorySettings }).memory;
+    expect(memory().unload_before_sleep).toBe(false);
+
+    expect(screen.queryByTestId("battery-minutes")).toBeNull();
+    await fireEvent.click(screen.getByTestId("battery-timeout"));
+    await settle();
+    expect(memory().battery_timeout_secs).toBe(60);
+    const minutes = screen.getByTestId("battery-minutes") as HTMLInputElement;
+    expect(minutes.value).toBe("1");
+    await fireEvent.change(minutes, { target: { value: "3" } });
+    await settle();
+    expect(memory().battery_timeout_secs).toBe(180);
+    const before = calls.length;
+    await fireEvent.change(minutes, { target: { value: "0" } });
+    expect(await screen.findByText(/from 1 to 1440 for the on-battery timeout/)).toBeTruthy();
+    expect(calls.length).toBe(before);
+    await fireEvent.click(screen.getByTestId("battery-timeout"));
+    await settle();
+    expect(memory().battery_timeout_secs).toBeNull();
+  });
+
+  it("says which system signals this computer does not give", async () => {
+    backend({ signals: { memory_pressure: false, sleep: false, power_source: false }, settings: { ...settingsView().settings, memory: { ...settingsView().settings.memory, battery_timeout_secs: 60 } } });
+    await renderWithStores(SettingsPanel);
+    for (const id of ["no-pressure-signal", "no-sleep-signal", "no-power-signal"]) expect(screen.getByTestId(id)).toBeTruthy();
+  });
+
+  it("says nothing about signals this computer gives", async () => {
+    backend({ settings: { ...settingsView().settings, memory: { ...settingsView().settings.memory, battery_timeout_secs: 60 } } });
+    await renderWithStores(SettingsPanel);
+    for (const id of ["no-pressure-signal", "no-sleep-signal", "no-power-signal"]) expect(screen.queryByTestId(id)).toBeNull();
+  });
+
   it("shows environment overrides as such", async () => {
     backend({ env_overrides: { inactivity_timeout_secs: 3, check_interval_secs: null, load_timeout_secs: null, error: null } });
     await renderWithStores(SettingsPanel);

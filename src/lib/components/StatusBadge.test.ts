@@ -61,20 +61,23 @@ describe("StatusBadge", () => {
     expect(calls).toContainEqual({ cmd: "manually_unload_model", args: { slot: "transcription" } });
   });
 
-  it("says a model was unloaded because the system was low on memory", async () => {
+  it("says a model was unloaded because the system was low on memory or about to sleep", async () => {
     const pressure = { slot: "transcription", model_id: "whisper-base", display_name: "Whisper base", resident_bytes: 2e8, bytes_freed: 2e8, at_ms: 1 } as const;
     mockBackend({
       models: [
         model({ slot: "transcription", last_unload: { ...pressure, reason: "memory_pressure" } }),
         model({ slot: "segmentation", last_unload: { ...pressure, slot: "segmentation", reason: "idle_timeout" } }),
+        model({ slot: "vad", last_unload: { ...pressure, slot: "vad", reason: "system_sleep" } }),
       ],
     });
     await renderWithStores(StatusBadge);
     await fireEvent.click(screen.getByTestId("status-badge"));
     await settle();
-    const said = document.querySelectorAll('[data-testid="pressure-unload"]');
-    expect(said).toHaveLength(1);
-    expect(said[0]?.closest("li")?.dataset.slot).toBe("transcription");
+    const said = [...document.querySelectorAll<HTMLElement>('[data-testid="system-unload"]')];
+    expect(said.map((e) => [e.closest("li")?.dataset.slot, e.textContent])).toEqual([
+      ["transcription", "Unloaded because the system was low on memory"],
+      ["vad", "Unloaded before the computer slept"],
+    ]);
   });
 
   it("runs no timer while nothing shows a countdown, and ticks once the popover shows one", async () => {

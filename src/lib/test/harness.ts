@@ -38,7 +38,7 @@ export function settingsView(over: Partial<SettingsView> = {}): SettingsView {
   return {
     settings: {
       schema_version: 1,
-      memory: { strategy: "auto", custom_timeout_secs: 300, timer_scope: "all_together", pinned: [], memory_budget_mib: null, respond_to_memory_pressure: true },
+      memory: { strategy: "auto", custom_timeout_secs: 300, timer_scope: "all_together", pinned: [], memory_budget_mib: null, respond_to_memory_pressure: true, unload_before_sleep: true, battery_timeout_secs: null },
       preload_on_startup: false,
       show_memory_usage: true,
       models: { transcription: "whisper-base", segmentation: "sam-tiny" },
@@ -49,6 +49,7 @@ export function settingsView(over: Partial<SettingsView> = {}): SettingsView {
     notices: [],
     settings_path: "/home/u/.config/app.dormouse.desktop/settings.json",
     models_dir: "/home/u/.local/share/app.dormouse.desktop/models",
+    signals: { memory_pressure: true, sleep: true, power_source: true },
     ...over,
   };
 }

@@ -5,9 +5,8 @@
 // measured by benchmarks, not tests); docs/benchmarks.md records the figures.
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import path from "node:path";
+import { badgeState, invoke, loadWhisper } from "../helpers.mjs";
 
-const fixtures = process.env.DORMOUSE_FIXTURES;
 const HZ = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
 const WINDOW_S = 10;
 
@@ -43,11 +42,38 @@ function watched(procs) {
   return xvfb ? [...family, xvfb] : family;
 }
 
-/** CPU % per process name over WINDOW_S seconds (100 % = one core). */
+/** Context switches (each a wake-up) of the app's own threads named "dormouse-…": the idle
+ * checker, the event forwarder, and the watchers of memory pressure, sleep, the power source
+ * and the control socket. name → count. */
+function threadWakeups(pid) {
+  const out = {};
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      if (!name.startsWith("dormouse-")) continue;
+      const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
+      const count = (key) => Number(status.match(new RegExp(`^${key}:\\s+(\\d+)`, "m"))?.[1] ?? 0);
+      out[name] = (out[name] ?? 0) + count("voluntary_ctxt_switches") + count("nonvoluntary_ctxt_switches");
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** CPU % per process name over WINDOW_S seconds (100 % = one core), and the wake-ups of the
+ * app's own threads in the same window. */
 async function measure(label) {
   const before = snapshot();
   const pids = watched(before);
+  const threadsBefore = threadWakeups(pids[0]);
   await browser.pause(WINDOW_S * 1000);
+  const threadsAfter = threadWakeups(pids[0]);
+  const wakeups = Object.keys(threadsAfter)
+    .sort()
+    .map((name) => `${name} ${threadsAfter[name] - (threadsBefore[name] ?? 0)}`)
+    .join(", ");
+  console.log(`thread wake-ups, ${label}, in ${WINDOW_S} s: ${wakeups}`);
   const after = snapshot();
   const per = {};
   let total = 0;
@@ -64,22 +90,8 @@ async function measure(label) {
   return total;
 }
 
-const invoke = (command, args = {}) =>
-  browser.executeAsync(
-    (command, args, done) => window.__TAURI_INTERNALS__.invoke(command, args).then(done, (e) => done({ error: e })),
-    command,
-    args,
-  );
-const badgeState = async () => (await $('[data-testid="status-badge"]')).getAttribute("data-model-state");
-
-async function loadWhisper() {
-  await (await $('[data-testid="audio-file"]')).addValue(path.join(fixtures, "beckett.wav"));
-  // A new file replaces the last transcript: wait for it to go, then for the new one, so no
-  // measurement overlaps a transcription.
-  const shown = () => browser.execute(() => document.querySelector('[data-testid="transcript"]') !== null);
-  await browser.waitUntil(async () => !(await shown()), { timeout: 10_000, timeoutMsg: "the old transcript stayed" });
-  await browser.waitUntil(shown, { timeout: 120_000, timeoutMsg: "no transcript" });
-  await browser.waitUntil(async () => (await badgeState()) === "loaded", { timeoutMsg: "Whisper is not loaded" });
+async function loadWhisperAndSettle() {
+  await loadWhisper();
   await browser.pause(2000); // let the last status event and the badge's two glows finish
 }
 
@@ -96,7 +108,7 @@ describe("An idle app costs nothing", () => {
   it("measures CPU with nothing loaded, loaded and idle, after the unload, and minimised", async () => {
     await browser.pause(2000);
     await measure("nothing loaded");
-    await loadWhisper();
+    await loadWhisperAndSettle();
     await measure("Whisper loaded, idle, window shown");
     await (await $('[data-testid="unload-all"]')).click();
     await browser.waitUntil(async () => (await badgeState()) === "unloaded", { timeoutMsg: "the unload did not happen" });
@@ -105,7 +117,7 @@ describe("An idle app costs nothing", () => {
       timeoutMsg: "the unload's toast stayed",
     });
     await measure("after the unload, at rest");
-    await loadWhisper();
+    await loadWhisperAndSettle();
     try {
       await browser.minimizeWindow();
       const visibility = await browser.execute(() => document.visibilityState);

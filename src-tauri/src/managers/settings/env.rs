@@ -63,6 +63,9 @@ impl EnvOverrides {
             ..ManagerConfig::default()
         };
         config.pressure.enabled = memory.respond_to_memory_pressure;
+        config.battery_idle_timeout = memory
+            .battery_timeout_secs
+            .map(|secs| std::time::Duration::from_secs(u64::from(secs)));
         for slot in &memory.pinned {
             config.overrides.insert(
                 slot.key(),

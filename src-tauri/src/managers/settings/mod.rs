@@ -61,6 +61,20 @@ pub struct SettingsView {
     pub settings_path: String,
     /// The models folder.
     pub models_dir: String,
+    /// Which of the system's signals this app hears on this computer (the settings that
+    /// depend on one say so when it is missing).
+    pub signals: SystemSignals,
+}
+
+/// The system signals the app listens to, each `true` when its source started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct SystemSignals {
+    /// The system's memory-pressure signal.
+    pub memory_pressure: bool,
+    /// The system's "about to sleep" and "woke up" signals.
+    pub sleep: bool,
+    /// Whether the computer runs on mains or battery.
+    pub power_source: bool,
 }
 
 /// The UI-only preferences `update_settings` changes.
@@ -85,6 +99,7 @@ pub struct SettingsManager {
     writer: Mutex<()>,
     models_dir: PathBuf,
     on_change: OnceLock<SettingsHook>,
+    signals: Mutex<SystemSignals>,
 }
 
 impl SettingsManager {
@@ -104,7 +119,13 @@ impl SettingsManager {
             writer: Mutex::new(()),
             models_dir,
             on_change: OnceLock::new(),
+            signals: Mutex::new(SystemSignals::default()),
         }
+    }
+
+    /// Records which system signals started (once, at start-up).
+    pub fn set_signals(&self, signals: SystemSignals) {
+        *self.signals.lock() = signals;
     }
 
     /// Calls `hook` with the new view whenever the settings change.
@@ -199,6 +220,7 @@ impl SettingsManager {
             notices: self.notices.lock().clone(),
             settings_path: self.store.path().display().to_string(),
             models_dir: self.models_dir.display().to_string(),
+            signals: *self.signals.lock(),
         }
     }
 

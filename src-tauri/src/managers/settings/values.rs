@@ -21,6 +21,8 @@ pub const MAX_CUSTOM_TIMEOUT_SECS: u32 = 24 * 3600;
 pub const MIN_BUDGET_MIB: u32 = 64;
 /// Largest memory budget accepted (MiB): 1 TiB.
 pub const MAX_BUDGET_MIB: u32 = 1 << 20;
+/// Shortest on-battery idle timeout offered (seconds): the "1 min on battery" choice.
+pub const MIN_BATTERY_TIMEOUT_SECS: u32 = 60;
 
 /// The memory strategy the user picked.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -65,6 +67,11 @@ pub struct MemorySettings {
     /// Unload models when the system says it is low on memory (on by default; under
     /// critical pressure pinned models go too).
     pub respond_to_memory_pressure: bool,
+    /// Unload models (all but pinned ones) just before the computer sleeps (on by default).
+    pub unload_before_sleep: bool,
+    /// While on battery, unload unused models after this many seconds at most (pinned ones
+    /// excepted); `null`: the power source changes nothing.
+    pub battery_timeout_secs: Option<u32>,
 }
 
 impl Default for MemorySettings {
@@ -76,6 +83,8 @@ impl Default for MemorySettings {
             pinned: Vec::new(),
             memory_budget_mib: None,
             respond_to_memory_pressure: true,
+            unload_before_sleep: true,
+            battery_timeout_secs: None,
         }
     }
 }
@@ -90,6 +99,14 @@ impl MemorySettings {
                 MAX_CUSTOM_TIMEOUT_SECS / 3600,
                 self.custom_timeout_secs
             )));
+        }
+        if let Some(secs) = self.battery_timeout_secs {
+            if !(MIN_BATTERY_TIMEOUT_SECS..=MAX_CUSTOM_TIMEOUT_SECS).contains(&secs) {
+                return Err(CommandError::invalid_setting(format!(
+                    "the on-battery timeout must be between 1 minute and {} hours (got {secs} seconds); leave it off to use the same timeout on battery",
+                    MAX_CUSTOM_TIMEOUT_SECS / 3600
+                )));
+            }
         }
         if let Some(mib) = self.memory_budget_mib {
             if !(MIN_BUDGET_MIB..=MAX_BUDGET_MIB).contains(&mib) {
