@@ -24,6 +24,14 @@
 //!   large free ones. Blocks above the heap's threshold (about 512 KiB: model tensors) were
 //!   never in the heap and were released by `HeapFree` already; compaction cannot release a
 //!   segment that still holds a live block.
+//!
+//! glibc's defaults keep memory that a model freed ([`tune_allocator`] changes them): after
+//! a large block is freed, glibc raises its mmap threshold to that size (up to 32 MiB) and
+//! its trim threshold to twice that, so the next model's tensors come from a thread's arena,
+//! whose free top (under 64 MiB) is never returned, not even by `malloc_trim`. Measured with
+//! the engines' SAM bench (MobileSAM loaded through the manager, four images embedded,
+//! unloaded): 56 MiB stayed above the baseline; with the thresholds fixed at 32 MiB and
+//! 128 KiB, under 1 MiB did (docs/benchmarks.md).
 
 /// This process's resident memory in bytes, as defined for each system in the module
 /// docs; `None` where the system does not say.
@@ -35,6 +43,19 @@ pub fn process_rss_bytes() -> Option<u64> {
     #[cfg(not(target_os = "macos"))]
     {
         memory_stats::memory_stats().and_then(|m| u64::try_from(m.physical_mem).ok())
+    }
+}
+
+/// Fixes glibc's mmap threshold at 32 MiB (the largest its dynamic rule would reach, so large
+/// tensors are still mapped and unmapped as before) and its trim threshold at 128 KiB (its
+/// default), which turns off the dynamic rule that kept unloaded models' memory (module docs).
+/// Call it once, early, before other threads start. Nothing to do elsewhere.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's tunables; called before other threads run.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
     }
 }
 
