@@ -37,6 +37,8 @@ fn min(v: &[Duration]) -> Duration {
 }
 
 fn main() {
+    // What the app does at startup (glibc then returns unloaded models' memory).
+    model_manager::memory::tune_allocator();
     let wav = fixture("beckett.wav");
     let dir = wav.parent().expect("fixture folder").to_path_buf();
     let audio = decode_file(&wav).expect("run scripts/fixtures.sh first");

@@ -30,6 +30,30 @@ pub struct TranscribeOptions {
     pub threads: u32,
     /// How silence is trimmed when a VAD is given.
     pub vad: VadOptions,
+    /// How Whisper decodes (ignored by the ONNX models).
+    pub decoding: WhisperDecoding,
+}
+
+/// How Whisper searches for the words and how much audio its encoder reads. The defaults are
+/// the fastest setting that kept every transcript of the benchmark and the tests word for word
+/// (docs/benchmarks.md, "Whisper's levers").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WhisperDecoding {
+    /// Beams of the beam search, 1..=8; 1 is greedy decoding.
+    pub beam_size: u32,
+    /// Run the encoder over the clip (rounded up, plus half a second) instead of a whole
+    /// 30 s window when the clip is shorter. Whisper was trained on 30 s windows; the
+    /// benchmark and the word-error-rate tests check what this costs in accuracy.
+    pub fit_audio_context: bool,
+}
+
+impl Default for WhisperDecoding {
+    fn default() -> Self {
+        Self {
+            beam_size: 3,
+            fit_audio_context: false,
+        }
+    }
 }
 
 /// A stretch of recognised speech, in seconds from the start of the original audio.

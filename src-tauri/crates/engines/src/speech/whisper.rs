@@ -1,4 +1,4 @@
-//! Whisper GGML models through whisper.cpp (transcribe-rs): checking a file's header
+//! Whisper GGML models through whisper.cpp (whisper-rs): checking a file's header
 //! ([`inspect_whisper`]) and the loaded [`WhisperModel`].
 
 use std::io::Read;
@@ -6,9 +6,9 @@ use std::path::Path;
 
 use model_manager::LoadedModel;
 use parking_lot::Mutex;
-use transcribe_rs::whisper_cpp::{WhisperEngine, WhisperInferenceParams, WhisperLoadParams};
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
-use super::{trim_silence, Segment, TranscribeOptions, Transcriber, Transcript};
+use super::{trim_silence, Segment, TranscribeOptions, Transcriber, Transcript, WhisperDecoding};
 use crate::audio::TARGET_RATE;
 use crate::error::EngineError;
 use crate::file_loader::load_measured;
@@ -79,7 +79,10 @@ pub fn inspect_whisper(path: &Path) -> Result<WhisperInfo, EngineError> {
         && n_audio_state % n_audio_head == 0
         && (1..=64).contains(&n_audio_layer)
         && (n_mels == 80 || n_mels == 128)
-        && ftype < 64;
+        // ftype: the weights' type, plus 1000 × the quantization version in quantized files
+        // (2009 for whisper.cpp's q5_1 models).
+        && ftype % 1000 < 64
+        && ftype < 16_000;
     if !plausible {
         return Err(invalid(format!(
             "its header does not describe a Whisper model (vocab {n_vocab}, width {n_audio_state}, {n_audio_layer} layers, {n_mels} mels)"
@@ -103,9 +106,29 @@ pub fn inspect_whisper(path: &Path) -> Result<WhisperInfo, EngineError> {
     })
 }
 
+/// Samples per encoder frame: one frame covers two 10 ms mel columns (20 ms at 16 kHz).
+const SAMPLES_PER_AUDIO_FRAME: usize = 320;
+/// Encoder frames in Whisper's 30 s window.
+const FULL_AUDIO_CONTEXT: usize = 1500;
+
+/// Encoder frames to run for `samples` of audio when the context is fitted to the clip: the
+/// clip plus half a second, rounded up to a multiple of 64 frames (1.28 s), at most the full
+/// 30 s window. Longer clips always get the full window (whisper.cpp slides it over them).
+pub(crate) fn fitted_audio_context(samples: usize) -> usize {
+    let frames = (samples + TARGET_RATE as usize / 2).div_ceil(SAMPLES_PER_AUDIO_FRAME);
+    (frames.div_ceil(64) * 64).min(FULL_AUDIO_CONTEXT)
+}
+
+/// whisper.cpp's model and its working state (one decoder state: calls are serialised).
+struct Engine {
+    state: whisper_rs::WhisperState,
+    /// Owns the weights the state reads (the state also holds it; kept for clarity).
+    _context: WhisperContext,
+}
+
 /// A loaded Whisper model. whisper.cpp's state is single-threaded: calls are serialised.
 pub struct WhisperModel {
-    engine: Mutex<WhisperEngine>,
+    engine: Mutex<Engine>,
     info: WhisperInfo,
     bytes: u64,
 }
@@ -126,26 +149,32 @@ impl LoadedModel for WhisperModel {
 }
 
 impl WhisperModel {
-    /// Validates and loads a GGML file on the CPU.
+    /// Validates and loads a GGML file on the CPU, with flash attention (measured faster on
+    /// the CPU, docs/benchmarks.md).
     pub fn load(path: &Path) -> Result<Self, EngineError> {
+        Self::load_with_attention(path, true)
+    }
+
+    /// [`Self::load`], choosing whether whisper.cpp uses its flash-attention kernels (the
+    /// benchmark compares both).
+    pub fn load_with_attention(path: &Path, flash_attention: bool) -> Result<Self, EngineError> {
         let info = inspect_whisper(path)?;
-        if path.to_str().is_none() {
-            return Err(EngineError::InvalidRequest(format!(
-                "{} is not a UTF-8 path",
-                path.display()
-            )));
-        }
         // whisper.cpp logs through tracing (target `whisper_rs::...`), not onto stderr.
         whisper_rs::install_logging_hooks();
-        let params = WhisperLoadParams {
-            use_gpu: false,
-            ..Default::default()
+        let mut params = WhisperContextParameters::default();
+        params.use_gpu(false).flash_attn(flash_attention);
+        let invalid = |reason: String| EngineError::InvalidWeights {
+            path: path.to_path_buf(),
+            expected: "Whisper GGML".into(),
+            reason,
         };
         let (engine, bytes) = load_measured(path, || {
-            WhisperEngine::load_with_params(path, params).map_err(|e| EngineError::InvalidWeights {
-                path: path.to_path_buf(),
-                expected: "Whisper GGML".into(),
-                reason: e.to_string(),
+            let context = WhisperContext::new_with_params(path, params)
+                .map_err(|e| invalid(e.to_string()))?;
+            let state = context.create_state().map_err(|e| invalid(e.to_string()))?;
+            Ok(Engine {
+                state,
+                _context: context,
             })
         })?;
         Ok(Self {
@@ -180,6 +209,15 @@ impl WhisperModel {
                 "this English-only model cannot translate".into(),
             ));
         }
+        let WhisperDecoding {
+            beam_size,
+            fit_audio_context,
+        } = options.decoding;
+        if !(1..=8).contains(&beam_size) {
+            return Err(EngineError::InvalidRequest(format!(
+                "beam size {beam_size} is outside 1..=8"
+            )));
+        }
         let Some((speech, map)) = trim_silence(samples, options, vad)? else {
             return Ok(Transcript::default());
         };
@@ -192,29 +230,60 @@ impl WhisperModel {
                 .max(TARGET_RATE as usize + TARGET_RATE as usize / 10),
             0.0,
         );
-        let params = WhisperInferenceParams {
-            language: options.language.clone(),
-            translate: options.translate,
-            n_threads: i32::try_from(options.threads).unwrap_or(0),
-            ..Default::default()
+        let strategy = if beam_size == 1 {
+            SamplingStrategy::Greedy { best_of: 1 }
+        } else {
+            SamplingStrategy::BeamSearch {
+                beam_size: beam_size as i32,
+                patience: -1.0,
+            }
         };
-        let result = self
-            .engine
-            .lock()
-            .transcribe_with(&input, &params)
+        let mut params = FullParams::new(strategy);
+        params.set_language(options.language.as_deref());
+        params.set_translate(options.translate);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(true);
+        params.set_no_speech_thold(0.2);
+        // Each request stands alone (push to talk): no prompt carried over from the last.
+        params.set_no_context(true);
+        if options.threads > 0 {
+            params.set_n_threads(i32::try_from(options.threads).unwrap_or(i32::MAX));
+        }
+        if fit_audio_context {
+            let frames = fitted_audio_context(input.len());
+            if frames < FULL_AUDIO_CONTEXT {
+                params.set_audio_ctx(frames as i32);
+            }
+        }
+        let mut engine = self.engine.lock();
+        engine
+            .state
+            .full(params, &input)
             .map_err(|e| EngineError::Inference(e.to_string()))?;
-        let segments = result
-            .segments
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| Segment {
-                start: map.original_seconds(s.start),
-                end: map.original_seconds(s.end),
-                text: s.text.trim().to_owned(),
-            })
-            .collect();
+        let mut segments = Vec::new();
+        let mut text = String::new();
+        for i in 0..engine.state.full_n_segments() {
+            let segment = engine
+                .state
+                .get_segment(i)
+                .ok_or_else(|| EngineError::Inference(format!("segment {i} out of bounds")))?;
+            let words = segment
+                .to_str_lossy()
+                .map_err(|e| EngineError::Inference(e.to_string()))?;
+            text.push_str(&words);
+            // whisper.cpp's timestamps are in 10 ms units.
+            segments.push(Segment {
+                start: map.original_seconds(segment.start_timestamp() as f32 / 100.0),
+                end: map.original_seconds(segment.end_timestamp() as f32 / 100.0),
+                text: words.trim().to_owned(),
+            });
+        }
         Ok(Transcript {
-            text: result.text.trim().to_owned(),
+            text: text.trim().to_owned(),
             segments,
             speech_seconds,
         })
