@@ -351,3 +351,58 @@ fn a_cancelled_load_stops_between_tensors_with_progress_reported() {
     assert!(SamLoader.load(&spec, &ctx).is_ok());
     assert_eq!(*full.lock().expect("progress"), 1.0);
 }
+
+/// Embedding ahead of the first prompt (what the app does when an image is opened): the
+/// prompt after it only decodes; a stopped preparation caches nothing; and a prompt that
+/// arrives while its image is being prepared waits for that work instead of repeating it.
+#[test]
+fn an_image_prepared_ahead_is_embedded_once() {
+    let sam = SamModel::load(tiny_weights()).expect("loads");
+    let image = scene();
+    let prompt = Prompt {
+        points: vec![click(300.0, 240.0)],
+        bbox: None,
+    };
+
+    let stopped = sam.prepare(&image, &|| true).expect_err("stopped");
+    assert!(matches!(stopped, EngineError::Cancelled), "{stopped}");
+    assert_eq!(
+        sam.cached_embedding_bytes(),
+        0,
+        "nothing cached when stopped"
+    );
+
+    assert!(
+        sam.prepare(&image, &|| false).expect("prepared"),
+        "computed"
+    );
+    assert!(
+        !sam.prepare(&image, &|| false).expect("prepared"),
+        "cached the second time"
+    );
+    assert!(sam.segment(&image, &prompt).expect("mask").embedding_cached);
+
+    // A second image, prepared and prompted at the same time: exactly one of the two runs
+    // the encoder, whichever claims the work first.
+    let other = RgbImage::from_fn(640, 480, |x, _| Rgb([(x % 256) as u8, 90, 200]));
+    let (prepared, mask) = std::thread::scope(|s| {
+        let preparing = s.spawn(|| sam.prepare(&other, &|| false).expect("prepared"));
+        let mask = sam.segment(&other, &prompt).expect("mask");
+        (preparing.join().expect("thread"), mask)
+    });
+    assert!(
+        prepared == mask.embedding_cached,
+        "prepare computed: {prepared}, the prompt found it cached: {}",
+        mask.embedding_cached
+    );
+    // A preparation stopped midway (after the first stage) leaves the image unembedded, and
+    // the prompt then computes it itself.
+    let third = RgbImage::from_fn(640, 480, |_, y| Rgb([40, (y % 256) as u8, 40]));
+    let asked = std::sync::atomic::AtomicU32::new(0);
+    let stop_after_first_look = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1;
+    assert!(matches!(
+        sam.prepare(&third, &stop_after_first_look),
+        Err(EngineError::Cancelled)
+    ));
+    assert!(!sam.segment(&third, &prompt).expect("mask").embedding_cached);
+}

@@ -4,7 +4,11 @@
 //! embedding — the expensive part — is cached per image, so re-prompting only decodes.
 
 mod decoder;
+mod depthwise;
+mod elementwise;
+mod flops;
 mod network;
+mod tiny_vit;
 pub mod training;
 pub mod weights;
 
@@ -14,8 +18,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use image::{imageops, RgbImage};
 use model_manager::{LoadContext, LoadError, LoadedModel, ModelLoader, ModelSpec};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
+pub use self::flops::encoder_flops;
 use self::network::{FramePrompt, SamNet, IMAGE_SIZE, LOW_RES};
 use crate::error::EngineError;
 use crate::file_loader::load_file;
@@ -164,6 +169,23 @@ pub struct SamModel {
     source: std::path::PathBuf,
     weight_bytes: u64,
     cache: Mutex<Vec<CachedEmbedding>>,
+    /// Embeddings being computed now (image key and frame): a prompt for one of them waits
+    /// for that work (`computed`) instead of repeating it.
+    computing: Mutex<Vec<(u64, (usize, usize))>>,
+    computed: Condvar,
+}
+
+/// Takes an embedding off the in-flight list when its computation ends, however it ends.
+struct InFlight<'a> {
+    model: &'a SamModel,
+    entry: (u64, (usize, usize)),
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.model.computing.lock().retain(|e| *e != self.entry);
+        self.model.computed.notify_all();
+    }
 }
 
 struct CachedEmbedding {
@@ -227,6 +249,8 @@ impl SamModel {
             source: path.to_path_buf(),
             weight_bytes: info.f32_bytes,
             cache: Mutex::new(Vec::new()),
+            computing: Mutex::new(Vec::new()),
+            computed: Condvar::new(),
         })
     }
 
@@ -262,7 +286,7 @@ impl SamModel {
         check_dimensions(w, h, "the image")?;
         validate_prompt(prompt, w, h)?;
         let (frame_w, frame_h) = frame_size(w, h);
-        let (embeddings, cached) = self.embeddings_for(image, frame_w, frame_h)?;
+        let (embeddings, cached) = self.embeddings_for(image, frame_w, frame_h, &|| false)?;
 
         let scale = (frame_w as f32 / w as f32, frame_h as f32 / h as f32);
         let frame_prompt = frame_prompt(prompt, scale);
@@ -284,42 +308,75 @@ impl SamModel {
         })
     }
 
+    /// Computes and caches `image`'s embedding ahead of its first prompt (the app does this
+    /// when an image is opened), so that the first click only decodes. `stop` is asked between
+    /// the encoder's stages (MobileSAM: after each of its five; ViT-B: before it starts): when
+    /// it answers `true` the work is dropped and [`EngineError::Cancelled`] returned. Returns
+    /// whether it computed anything (`false`: the embedding was cached already).
+    pub fn prepare(&self, image: &RgbImage, stop: &dyn Fn() -> bool) -> Result<bool, EngineError> {
+        let (w, h) = image.dimensions();
+        check_dimensions(w, h, "the image")?;
+        let (frame_w, frame_h) = frame_size(w, h);
+        let (_, cached) = self.embeddings_for(image, frame_w, frame_h, stop)?;
+        Ok(!cached)
+    }
+
+    /// The cached embedding for `key` at `frame`, moved to the front of the cache.
+    fn cached(&self, key: u64, frame: (usize, usize)) -> Option<Tensor> {
+        let mut cache = self.cache.lock();
+        let pos = cache
+            .iter()
+            .position(|c| c.key == key && c.frame == frame)?;
+        let hit = cache.remove(pos);
+        let embeddings = hit.embeddings.clone();
+        cache.insert(0, hit);
+        Some(embeddings)
+    }
+
     fn embeddings_for(
         &self,
         image: &RgbImage,
         frame_w: usize,
         frame_h: usize,
+        stop: &dyn Fn() -> bool,
     ) -> Result<(Tensor, bool), EngineError> {
-        let key = image_key(image);
-        {
-            let mut cache = self.cache.lock();
-            if let Some(pos) = cache
-                .iter()
-                .position(|c| c.key == key && c.frame == (frame_w, frame_h))
-            {
-                let hit = cache.remove(pos);
-                let embeddings = hit.embeddings.clone();
-                cache.insert(0, hit);
+        let frame = (frame_w, frame_h);
+        let entry = (image_key(image), frame);
+        // Cached, being computed (wait for it, then look again), or ours to compute.
+        let in_flight = loop {
+            if let Some(embeddings) = self.cached(entry.0, frame) {
                 return Ok((embeddings, true));
             }
-        }
+            let mut computing = self.computing.lock();
+            if computing.contains(&entry) {
+                self.computed.wait(&mut computing);
+                continue;
+            }
+            computing.push(entry);
+            break InFlight { model: self, entry };
+        };
         let resized = imageops::resize(
             image,
             frame_w as u32,
             frame_h as u32,
             imageops::FilterType::Triangle,
         );
-        let embeddings = self.net.embed(resized.as_raw(), frame_w, frame_h)?;
+        let embeddings = self
+            .net
+            .embed(resized.as_raw(), frame_w, frame_h, stop)?
+            .ok_or(EngineError::Cancelled)?;
         let mut cache = self.cache.lock();
         cache.insert(
             0,
             CachedEmbedding {
-                key,
+                key: entry.0,
                 embeddings: embeddings.clone(),
-                frame: (frame_w, frame_h),
+                frame,
             },
         );
         cache.truncate(EMBEDDING_CACHE_ENTRIES);
+        drop(cache);
+        drop(in_flight);
         Ok((embeddings, false))
     }
 }

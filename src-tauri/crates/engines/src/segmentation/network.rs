@@ -8,20 +8,23 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::segment_anything::image_encoder::ImageEncoderViT;
 use candle_transformers::models::segment_anything::mask_decoder::MaskDecoder;
 use candle_transformers::models::segment_anything::prompt_encoder::PromptEncoder;
-use candle_transformers::models::segment_anything::tiny_vit::{tiny_vit_5m, TinyViT};
 
+use super::tiny_vit::TinyViT;
 use super::SamSize;
 
 /// Side of the square the encoder sees.
 pub(crate) const IMAGE_SIZE: usize = 1024;
 /// Side of the low-resolution masks the decoder returns.
 pub(crate) const LOW_RES: usize = 256;
-const PATCH: usize = 16;
-const PROMPT_DIM: usize = 256;
+pub(crate) const PATCH: usize = 16;
+pub(crate) const PROMPT_DIM: usize = 256;
 
 enum Encoder {
     Vit(Box<ImageEncoderViT>),
     Tiny(Box<TinyViT>),
+    /// candle's own TinyViT, which ours must agree with (tests only).
+    #[cfg(test)]
+    ReferenceTiny(Box<candle_transformers::models::segment_anything::tiny_vit::TinyViT>),
 }
 
 /// Image encoder, prompt encoder and mask decoder.
@@ -48,7 +51,7 @@ impl SamNet {
     pub(crate) fn new(size: SamSize, vb: VarBuilder) -> candle_core::Result<Self> {
         let device = vb.device().clone();
         let encoder = match size {
-            SamSize::Tiny => Encoder::Tiny(Box::new(tiny_vit_5m(vb.pp("image_encoder"))?)),
+            SamSize::Tiny => Encoder::Tiny(Box::new(TinyViT::tiny_vit_5m(vb.pp("image_encoder"))?)),
             SamSize::VitB => Encoder::Vit(Box::new(ImageEncoderViT::new(
                 IMAGE_SIZE,
                 PATCH,
@@ -90,8 +93,18 @@ impl SamNet {
     }
 
     /// Embeds an RGB image already resized so its long side is [`IMAGE_SIZE`]
-    /// (`rgb` is `h * w * 3` bytes). Returns `(1, 256, 64, 64)`.
-    pub(crate) fn embed(&self, rgb: &[u8], w: usize, h: usize) -> candle_core::Result<Tensor> {
+    /// (`rgb` is `h * w * 3` bytes). Returns `(1, 256, 64, 64)`, or `None` when `stop` said
+    /// so between the encoder's stages.
+    pub(crate) fn embed(
+        &self,
+        rgb: &[u8],
+        w: usize,
+        h: usize,
+        stop: &dyn Fn() -> bool,
+    ) -> candle_core::Result<Option<Tensor>> {
+        if stop() {
+            return Ok(None);
+        }
         let img = Tensor::from_slice(rgb, (h, w, 3), &self.device)?
             .permute((2, 0, 1))?
             .to_dtype(DType::F32)?
@@ -101,8 +114,10 @@ impl SamNet {
             .pad_with_zeros(2, 0, IMAGE_SIZE - w)?
             .unsqueeze(0)?;
         match &self.encoder {
-            Encoder::Vit(e) => e.forward(&img),
-            Encoder::Tiny(e) => e.forward(&img),
+            Encoder::Vit(e) => e.forward(&img).map(Some),
+            Encoder::Tiny(e) => e.forward_unless_stopped(&img, stop),
+            #[cfg(test)]
+            Encoder::ReferenceTiny(e) => e.forward(&img).map(Some),
         }
     }
 
@@ -322,5 +337,107 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(max_err < 1e-5);
+    }
+
+    /// Weights scaled like a trained network's, with batch-norm statistics away from the
+    /// identity so that folding them into the convolutions is exercised.
+    fn trained_like(varmap: &VarMap) {
+        let data = varmap.data().lock().expect("lock");
+        for (name, var) in data.iter() {
+            let dims = var.dims().to_vec();
+            let (lo, hi) = if name.ends_with("running_var") {
+                (0.5, 1.5)
+            } else if name.ends_with("running_mean") {
+                (-0.2, 0.2)
+            } else if name.ends_with("positional_encoding_gaussian_matrix") {
+                (-1.0, 1.0)
+            } else if dims.len() >= 2 {
+                let a = (3.0 / dims[1..].iter().product::<usize>().max(1) as f64).sqrt();
+                (-a, a)
+            } else if name.ends_with("weight") {
+                (0.75, 1.25)
+            } else {
+                (-0.1, 0.1)
+            };
+            let values =
+                Tensor::rand(lo as f32, hi as f32, var.shape(), &Device::Cpu).expect("random");
+            var.set(&values).expect("set");
+        }
+    }
+
+    /// Our TinyViT (batch norms folded, the depthwise kernel, 1 × 1 products) against
+    /// candle's on the same weights: the embeddings agree to f32 rounding, and the masks
+    /// decoded from them for a click and for a box overlap almost exactly.
+    #[test]
+    fn our_tiny_vit_agrees_with_candles() {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        SamNet::new(SamSize::Tiny, vb.clone()).expect("variables");
+        trained_like(&varmap);
+        let ours = SamNet::new(SamSize::Tiny, vb.clone()).expect("ours");
+        let mut reference = SamNet::new(SamSize::Tiny, vb.clone()).expect("reference");
+        reference.encoder = Encoder::ReferenceTiny(Box::new(
+            candle_transformers::models::segment_anything::tiny_vit::tiny_vit_5m(
+                vb.pp("image_encoder"),
+            )
+            .expect("candle's TinyViT"),
+        ));
+        let (w, h) = (1024, 768);
+        let rgb: Vec<u8> = (0..w * h * 3)
+            .map(|i| {
+                let (p, c) = (i / 3, i % 3);
+                let (x, y) = (p % w, p / w);
+                ((x * (c + 1) + y * (3 - c) + (x / 97) * (y / 89) * 40) % 256) as u8
+            })
+            .collect();
+        let a = ours
+            .embed(&rgb, w, h, &|| false)
+            .expect("ours")
+            .expect("not stopped");
+        let b = reference
+            .embed(&rgb, w, h, &|| false)
+            .expect("candle")
+            .expect("not stopped");
+        assert_eq!(a.dims(), &[1, PROMPT_DIM, 64, 64]);
+        let scalar = |t: Tensor| t.to_scalar::<f32>().expect("scalar");
+        let diff = scalar(
+            (&a - &b)
+                .expect("sub")
+                .abs()
+                .expect("abs")
+                .max_all()
+                .expect("max"),
+        );
+        let scale = scalar(b.abs().expect("abs").max_all().expect("max"));
+        assert!(scale.is_finite() && scale > 0.0, "embedding scale {scale}");
+        assert!(
+            diff <= 1e-3 * scale,
+            "max difference {diff} for values up to {scale}"
+        );
+        for prompt in [
+            FramePrompt {
+                points: vec![(500.0, 300.0, true)],
+                bbox: None,
+            },
+            FramePrompt {
+                points: vec![],
+                bbox: Some([200.0, 150.0, 700.0, 600.0]),
+            },
+        ] {
+            let (ma, _) = ours.decode(&a, &prompt, false).expect("ours");
+            let (mb, _) = reference.decode(&b, &prompt, false).expect("candle");
+            let (mut inter, mut union) = (0usize, 0usize);
+            for (x, y) in ma[0].iter().zip(&mb[0]) {
+                let (x, y) = (*x > 0.0, *y > 0.0);
+                inter += usize::from(x && y);
+                union += usize::from(x || y);
+            }
+            let iou = if union == 0 {
+                1.0
+            } else {
+                inter as f64 / union as f64
+            };
+            assert!(iou >= 0.99, "mask IoU {iou} ({inter} of {union} pixels)");
+        }
     }
 }

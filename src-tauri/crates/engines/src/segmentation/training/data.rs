@@ -166,7 +166,7 @@ pub(super) fn embed(model: &SamModel, pair: &TrainingPair) -> Result<Sample, Eng
     let (w, h) = pair.image.dimensions();
     crate::segmentation::check_dimensions(w, h, &pair.name)?;
     let (frame_w, frame_h) = crate::segmentation::frame_size(w, h);
-    let (embeddings, _) = model.embeddings_for(&pair.image, frame_w, frame_h)?;
+    let (embeddings, _) = model.embeddings_for(&pair.image, frame_w, frame_h, &|| false)?;
     let scale = (frame_w as f32 / w as f32, frame_h as f32 / h as f32);
     let step = (IMAGE_SIZE / LOW_RES) as f32;
     let mut target = vec![0f32; LOW_RES * LOW_RES];

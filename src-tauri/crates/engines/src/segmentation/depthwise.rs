@@ -1,0 +1,231 @@
+//! The depthwise convolution kernel of MobileSAM's encoder: one `k × k` filter per channel,
+//! f32, NCHW, on the CPU. candle 0.11 runs a grouped convolution as one convolution per group
+//! (`Tensor::chunk` then `conv2d` on each), so TinyViT's depthwise layers (up to 256 groups of
+//! one channel over a 256 × 256 plane) cost thousands of tiny im2col + GEMM calls; this kernel
+//! does the same arithmetic in one pass, a plane per task.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// A depthwise convolution with its bias (batch norm folded in by the caller).
+#[derive(Debug)]
+pub(crate) struct DepthwiseConv2d {
+    /// `channels × k × k`.
+    weight: Vec<f32>,
+    /// `channels`.
+    bias: Vec<f32>,
+    channels: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    /// Apply GELU to the result (fused: the plane is still in cache).
+    gelu: bool,
+}
+
+impl DepthwiseConv2d {
+    /// `weight` is `(channels, 1, k, k)`, `bias` is `(channels,)`.
+    pub(crate) fn new(
+        weight: &Tensor,
+        bias: &Tensor,
+        stride: usize,
+        padding: usize,
+    ) -> candle_core::Result<Self> {
+        let (channels, one, k, k2) = weight.dims4()?;
+        if one != 1 || k != k2 || stride == 0 || padding >= k {
+            candle_core::bail!(
+                "depthwise convolution needs a (c, 1, k, k) weight, stride ≥ 1 and padding < k; got {:?}, stride {stride}, padding {padding}",
+                weight.dims()
+            );
+        }
+        Ok(Self {
+            weight: weight.flatten_all()?.to_vec1::<f32>()?,
+            bias: bias.to_vec1::<f32>()?,
+            channels,
+            k,
+            stride,
+            padding,
+            gelu: false,
+        })
+    }
+
+    /// The same convolution followed by GELU.
+    pub(crate) fn then_gelu(mut self) -> Self {
+        self.gelu = true;
+        self
+    }
+
+    fn out_side(&self, side: usize) -> usize {
+        (side + 2 * self.padding).saturating_sub(self.k) / self.stride + 1
+    }
+
+    /// One channel's plane: `src` is `h × w`, `dst` is `oh × ow`.
+    fn plane(&self, channel: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if super::elementwise::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            unsafe { self.plane_avx2(channel, src, h, w, dst) };
+            return;
+        }
+        self.plane_generic(channel, src, h, w, dst)
+    }
+
+    /// [`Self::plane`] compiled for AVX2 (8 lanes).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn plane_avx2(&self, channel: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+        self.plane_generic(channel, src, h, w, dst)
+    }
+
+    #[inline(always)]
+    fn plane_generic(&self, channel: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+        let (k, s, p) = (self.k, self.stride, self.padding);
+        let ow = self.out_side(w);
+        let filter = &self.weight[channel * k * k..(channel + 1) * k * k];
+        dst.fill(self.bias[channel]);
+        for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
+            for ky in 0..k {
+                // Input row oy·s + ky − p, skipped where it falls in the padding.
+                let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < h) else {
+                    continue;
+                };
+                let src_row = &src[iy * w..(iy + 1) * w];
+                for kx in 0..k {
+                    let wv = filter[ky * k + kx];
+                    // Output columns whose input column ox·s + kx − p lies inside the row.
+                    let first = p.saturating_sub(kx).div_ceil(s);
+                    let last = (w + p).saturating_sub(kx).div_ceil(s).min(ow); // exclusive
+                    if first >= last {
+                        continue;
+                    }
+                    if s == 1 {
+                        let start = first + kx - p;
+                        let src_part = &src_row[start..start + (last - first)];
+                        for (d, x) in row[first..last].iter_mut().zip(src_part) {
+                            *d += wv * x;
+                        }
+                    } else {
+                        for (ox, d) in row.iter_mut().enumerate().take(last).skip(first) {
+                            *d += wv * src_row[ox * s + kx - p];
+                        }
+                    }
+                }
+            }
+        }
+        if self.gelu {
+            super::elementwise::run_generic(dst, 0.0, true);
+        }
+    }
+}
+
+impl CustomOp1 for DepthwiseConv2d {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("depthwise convolution runs on f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("depthwise convolution needs a contiguous input");
+        };
+        let (b, c, h, w) = layout.shape().dims4()?;
+        if c != self.channels {
+            candle_core::bail!("input has {c} channels, the filter {}", self.channels);
+        }
+        if h + 2 * self.padding < self.k || w + 2 * self.padding < self.k {
+            candle_core::bail!(
+                "a {h} × {w} plane is smaller than the {0} × {0} filter",
+                self.k
+            );
+        }
+        let src = &data[start..end];
+        let (oh, ow) = (self.out_side(h), self.out_side(w));
+        let mut out = vec![0f32; b * c * oh * ow];
+        out.par_chunks_exact_mut(oh * ow)
+            .enumerate()
+            .for_each(|(plane, dst)| {
+                let src = &src[plane * h * w..(plane + 1) * h * w];
+                self.plane(plane % c, src, h, w, dst);
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, c, oh, ow))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Module};
+    use candle_nn::Conv2dConfig;
+
+    /// The kernel against candle's own grouped convolution, on shapes with odd sides,
+    /// both strides and padding 0 and 1.
+    #[test]
+    fn matches_candles_grouped_convolution() {
+        let dev = Device::Cpu;
+        for (c, h, w, k, stride, padding) in [
+            (4, 9, 7, 3, 1, 1),
+            (3, 10, 13, 3, 2, 1),
+            (2, 5, 5, 3, 1, 0),
+            (5, 8, 6, 3, 2, 0),
+            (2, 3, 4, 3, 1, 1),
+            (2, 1, 1, 5, 1, 2),
+            (1, 1, 1, 1, 1, 0),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (2, c, h, w), &dev).expect("x");
+            let weight = Tensor::randn(0f32, 1.0, (c, 1, k, k), &dev).expect("w");
+            let bias = Tensor::randn(0f32, 1.0, c, &dev).expect("b");
+            let cfg = Conv2dConfig {
+                padding,
+                stride,
+                groups: c,
+                ..Default::default()
+            };
+            let reference = candle_nn::Conv2d::new(weight.clone(), Some(bias.clone()), cfg)
+                .forward(&x)
+                .expect("candle");
+            let op = DepthwiseConv2d::new(&weight, &bias, stride, padding).expect("op");
+            let ours = x.apply_op1_no_bwd(&op).expect("ours");
+            assert_eq!(
+                ours.dims(),
+                reference.dims(),
+                "{c} {h} {w} s{stride} p{padding}"
+            );
+            let diff = (ours - reference)
+                .expect("sub")
+                .abs()
+                .expect("abs")
+                .flatten_all()
+                .expect("flat")
+                .max(0)
+                .expect("max")
+                .to_scalar::<f32>()
+                .expect("scalar");
+            assert!(
+                diff < 1e-4,
+                "max difference {diff} at {c} {h} {w} s{stride} p{padding}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_compute() {
+        let dev = Device::Cpu;
+        let w = Tensor::zeros((2, 2, 3, 3), candle_core::DType::F32, &dev).expect("w");
+        let b = Tensor::zeros(2, candle_core::DType::F32, &dev).expect("b");
+        assert!(
+            DepthwiseConv2d::new(&w, &b, 1, 1).is_err(),
+            "two inputs per group"
+        );
+        let w = Tensor::zeros((2, 1, 3, 3), candle_core::DType::F32, &dev).expect("w");
+        let op = DepthwiseConv2d::new(&w, &b, 1, 1).expect("op");
+        let x = Tensor::zeros((1, 3, 4, 4), candle_core::DType::F32, &dev).expect("x");
+        assert!(x.apply_op1_no_bwd(&op).is_err(), "channel count");
+        let x = Tensor::zeros((1, 2, 4, 4), candle_core::DType::F64, &dev).expect("x");
+        assert!(x.apply_op1_no_bwd(&op).is_err(), "f64");
+    }
+}

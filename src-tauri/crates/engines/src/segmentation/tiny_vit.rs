@@ -1,0 +1,754 @@
+//! MobileSAM's TinyViT-5M image encoder, for inference on the CPU.
+//!
+//! Adapted from candle-transformers 0.11.1 (`models/segment_anything/tiny_vit.rs`, MIT or
+//! Apache-2.0, itself adapted from MobileSAM's `tiny_vit_sam.py`): the same weights, names and
+//! arithmetic, with changes found by profiling the encoder (docs/benchmarks.md):
+//! - every batch norm is folded into the convolution before it when the weights are loaded,
+//!   so a `Conv2dBN` is one convolution with a bias;
+//! - depthwise convolutions run [`DepthwiseConv2d`] instead of candle's one-convolution-per-
+//!   group loop;
+//! - 1 × 1 convolutions and the MLPs' linear layers run as one matrix product each, without
+//!   the im2col copy, and their bias and GELU are one in-place pass ([`BiasGelu`]).
+//!
+//! `candle_equivalence` in this module's tests checks the result against candle's own TinyViT
+//! on the same weights.
+
+use candle_core::{IndexOp, Module, Result, Tensor, D};
+use candle_nn::{Conv2dConfig, VarBuilder};
+use candle_transformers::models::segment_anything::LayerNorm2d;
+
+use super::depthwise::DepthwiseConv2d;
+use super::elementwise::{BiasGelu, Channels};
+
+const MBCONV_EXPAND_RATIO: usize = 4;
+const MLP_RATIO: usize = 4;
+const LOCAL_CONV_SIZE: usize = 3;
+const IMG_SIZE: usize = 1024;
+const IN_CHANNELS: usize = 3;
+const BN_EPS: f64 = 1e-5;
+
+/// TinyViT-5M's shape: the stages' widths, depths, heads and attention windows.
+pub(crate) const EMBED_DIMS: [usize; 4] = [64, 128, 160, 320];
+pub(crate) const DEPTHS: [usize; 4] = [2, 2, 6, 2];
+pub(crate) const NUM_HEADS: [usize; 4] = [2, 4, 5, 10];
+pub(crate) const WINDOW_SIZES: [usize; 4] = [7, 7, 14, 7];
+
+/// Whether a patch-merging step into `out` channels keeps the resolution (MobileSAM keeps
+/// the last stage at 64 × 64).
+pub(crate) fn merging_stride(out: usize) -> usize {
+    if [320, 448, 576].contains(&out) {
+        1
+    } else {
+        2
+    }
+}
+
+/// A convolution whose batch norm (if any) has been folded into its weight and bias, and
+/// the GELU after it, if any.
+#[derive(Debug)]
+struct FusedConv {
+    kind: ConvKind,
+    gelu: bool,
+}
+
+#[derive(Debug)]
+enum ConvKind {
+    /// 1 × 1: `weight` is `(out, in)`.
+    Pointwise {
+        weight: Tensor,
+        bias: Option<Vec<f32>>,
+    },
+    /// Depthwise, its GELU (if any) fused in.
+    Depthwise(DepthwiseConv2d),
+    Dense {
+        conv: candle_nn::Conv2d,
+    },
+}
+
+impl FusedConv {
+    /// A convolution without bias followed by a batch norm (`c.weight`, `bn.*`).
+    fn with_batch_norm(
+        in_: usize,
+        out: usize,
+        ks: usize,
+        cfg: Conv2dConfig,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Self::with_batch_norm_then(in_, out, ks, cfg, false, vb)
+    }
+
+    /// [`Self::with_batch_norm`] followed by GELU.
+    fn with_batch_norm_gelu(
+        in_: usize,
+        out: usize,
+        ks: usize,
+        cfg: Conv2dConfig,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Self::with_batch_norm_then(in_, out, ks, cfg, true, vb)
+    }
+
+    fn with_batch_norm_then(
+        in_: usize,
+        out: usize,
+        ks: usize,
+        cfg: Conv2dConfig,
+        gelu: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get((out, in_ / cfg.groups, ks, ks), "c.weight")?;
+        let bn = vb.pp("bn");
+        let mean = bn.get(out, "running_mean")?;
+        let var = bn.get(out, "running_var")?;
+        let gamma = bn.get(out, "weight")?;
+        let beta = bn.get(out, "bias")?;
+        // y = (conv(x) − mean) / √(var + ε) · γ + β = conv(x) · s + (β − mean · s)
+        let scale = (gamma / (var + BN_EPS)?.sqrt()?)?;
+        let bias = (beta - (mean * &scale)?)?;
+        let weight = weight.broadcast_mul(&scale.reshape((out, 1, 1, 1))?)?;
+        Self::from_parts(weight, Some(bias), cfg, gelu)
+    }
+
+    /// A convolution without batch norm or bias (`weight`).
+    fn plain(in_: usize, out: usize, ks: usize, cfg: Conv2dConfig, vb: VarBuilder) -> Result<Self> {
+        let weight = vb.get((out, in_ / cfg.groups, ks, ks), "weight")?;
+        Self::from_parts(weight, None, cfg, false)
+    }
+
+    fn from_parts(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        cfg: Conv2dConfig,
+        gelu: bool,
+    ) -> Result<Self> {
+        let (out, per_group, kh, kw) = weight.dims4()?;
+        let simple = cfg.dilation == 1;
+        let pointwise =
+            simple && cfg.groups == 1 && (kh, kw) == (1, 1) && cfg.stride == 1 && cfg.padding == 0;
+        let kind = if pointwise {
+            ConvKind::Pointwise {
+                weight: weight.reshape((out, per_group))?,
+                bias: bias.map(|b| b.to_vec1::<f32>()).transpose()?,
+            }
+        } else if simple && cfg.groups == out && per_group == 1 {
+            let bias = match bias {
+                Some(b) => b,
+                None => Tensor::zeros(out, weight.dtype(), weight.device())?,
+            };
+            let op = DepthwiseConv2d::new(&weight, &bias, cfg.stride, cfg.padding)?;
+            ConvKind::Depthwise(if gelu { op.then_gelu() } else { op })
+        } else {
+            ConvKind::Dense {
+                conv: candle_nn::Conv2d::new(weight, bias, cfg),
+            }
+        };
+        Ok(Self { kind, gelu })
+    }
+}
+
+impl Module for FusedConv {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        match &self.kind {
+            ConvKind::Pointwise { weight, bias } => {
+                let (b, c, h, w) = xs.dims4()?;
+                let out = weight.dim(0)?;
+                let planes = xs.reshape((b, c, h * w))?;
+                let ys = if b == 1 {
+                    weight.matmul(&planes.i(0)?)?
+                } else {
+                    let ys = (0..b)
+                        .map(|i| weight.matmul(&planes.i(i)?))
+                        .collect::<Result<Vec<_>>>()?;
+                    Tensor::stack(&ys, 0)?
+                };
+                // The product is a new tensor: its bias and GELU are applied in place.
+                BiasGelu {
+                    bias: bias.as_deref(),
+                    channels: Channels::First { plane: h * w },
+                    gelu: self.gelu,
+                }
+                .apply(&ys)?;
+                ys.reshape((b, out, h, w))
+            }
+            ConvKind::Depthwise(op) => xs.contiguous()?.apply_op1_no_bwd(op),
+            ConvKind::Dense { conv } => {
+                let ys = conv.forward(xs)?;
+                if self.gelu {
+                    // candle's convolution (and its bias add) made a new tensor.
+                    gelu_in_place(&ys)?;
+                }
+                Ok(ys)
+            }
+        }
+    }
+}
+
+/// GELU applied in place to a tensor that owns its storage.
+fn gelu_in_place(t: &Tensor) -> Result<()> {
+    BiasGelu {
+        bias: None,
+        channels: Channels::Last,
+        gelu: true,
+    }
+    .apply(t)
+}
+
+#[derive(Debug)]
+struct PatchEmbed {
+    conv1: FusedConv,
+    conv2: FusedConv,
+}
+
+impl PatchEmbed {
+    fn new(in_chans: usize, embed_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let cfg = Conv2dConfig {
+            stride: 2,
+            padding: 1,
+            ..Default::default()
+        };
+        let conv1 =
+            FusedConv::with_batch_norm_gelu(in_chans, embed_dim / 2, 3, cfg, vb.pp("seq.0"))?;
+        let conv2 = FusedConv::with_batch_norm(embed_dim / 2, embed_dim, 3, cfg, vb.pp("seq.2"))?;
+        Ok(Self { conv1, conv2 })
+    }
+}
+
+impl Module for PatchEmbed {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        xs.apply(&self.conv1)?.apply(&self.conv2)
+    }
+}
+
+#[derive(Debug)]
+struct MBConv {
+    conv1: FusedConv,
+    conv2: FusedConv,
+    conv3: FusedConv,
+}
+
+impl MBConv {
+    fn new(in_: usize, out: usize, expand_ratio: usize, vb: VarBuilder) -> Result<Self> {
+        let hidden = in_ * expand_ratio;
+        let cfg2 = Conv2dConfig {
+            padding: 1,
+            groups: hidden,
+            ..Default::default()
+        };
+        Ok(Self {
+            conv1: FusedConv::with_batch_norm_gelu(
+                in_,
+                hidden,
+                1,
+                Default::default(),
+                vb.pp("conv1"),
+            )?,
+            conv2: FusedConv::with_batch_norm_gelu(hidden, hidden, 3, cfg2, vb.pp("conv2"))?,
+            conv3: FusedConv::with_batch_norm(hidden, out, 1, Default::default(), vb.pp("conv3"))?,
+        })
+    }
+}
+
+impl Module for MBConv {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let shortcut = xs;
+        let xs = xs
+            .apply(&self.conv1)?
+            .apply(&self.conv2)?
+            .apply(&self.conv3)?;
+        let xs = (xs + shortcut)?;
+        gelu_in_place(&xs)?;
+        Ok(xs)
+    }
+}
+
+#[derive(Debug)]
+struct PatchMerging {
+    conv1: FusedConv,
+    conv2: FusedConv,
+    conv3: FusedConv,
+    input_resolution: (usize, usize),
+}
+
+impl PatchMerging {
+    fn new(
+        input_resolution: (usize, usize),
+        dim: usize,
+        out: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let cfg2 = Conv2dConfig {
+            padding: 1,
+            stride: merging_stride(out),
+            groups: out,
+            ..Default::default()
+        };
+        Ok(Self {
+            conv1: FusedConv::with_batch_norm_gelu(
+                dim,
+                out,
+                1,
+                Default::default(),
+                vb.pp("conv1"),
+            )?,
+            conv2: FusedConv::with_batch_norm_gelu(out, out, 3, cfg2, vb.pp("conv2"))?,
+            conv3: FusedConv::with_batch_norm(out, out, 1, Default::default(), vb.pp("conv3"))?,
+            input_resolution,
+        })
+    }
+}
+
+impl Module for PatchMerging {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let xs = if xs.rank() == 3 {
+            let (h, w) = self.input_resolution;
+            let b = xs.dim(0)?;
+            xs.reshape((b, h, w, ()))?.permute((0, 3, 1, 2))?
+        } else {
+            xs.clone()
+        };
+        xs.apply(&self.conv1)?
+            .apply(&self.conv2)?
+            .apply(&self.conv3)?
+            .flatten_from(2)?
+            .transpose(1, 2)
+    }
+}
+
+#[derive(Debug)]
+struct ConvLayer {
+    blocks: Vec<MBConv>,
+    downsample: Option<PatchMerging>,
+}
+
+impl ConvLayer {
+    fn new(
+        dim: usize,
+        out: usize,
+        input_resolution: (usize, usize),
+        depth: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let vb_b = vb.pp("blocks");
+        let blocks = (0..depth)
+            .map(|i| MBConv::new(dim, dim, MBCONV_EXPAND_RATIO, vb_b.pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let downsample = Some(PatchMerging::new(
+            input_resolution,
+            dim,
+            out,
+            vb.pp("downsample"),
+        )?);
+        Ok(Self { blocks, downsample })
+    }
+}
+
+impl Module for ConvLayer {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for block in &self.blocks {
+            xs = block.forward(&xs)?
+        }
+        match &self.downsample {
+            None => Ok(xs),
+            Some(downsample) => downsample.forward(&xs),
+        }
+    }
+}
+
+/// A linear layer on channels-last rows: one product, then its bias (and GELU) in place.
+#[derive(Debug)]
+struct RowLinear {
+    /// `(out, in)`, as stored.
+    weight: Tensor,
+    bias: Vec<f32>,
+    gelu: bool,
+}
+
+impl RowLinear {
+    fn new(in_: usize, out: usize, gelu: bool, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((out, in_), "weight")?,
+            bias: vb.get(out, "bias")?.to_vec1::<f32>()?,
+            gelu,
+        })
+    }
+}
+
+impl Module for RowLinear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dims = xs.dims().to_vec();
+        let Some((&c, lead)) = dims.split_last() else {
+            candle_core::bail!("a linear layer needs at least one dimension");
+        };
+        let rows: usize = lead.iter().product();
+        let ys = xs.reshape((rows, c))?.matmul(&self.weight.t()?)?;
+        BiasGelu {
+            bias: Some(&self.bias),
+            channels: Channels::Last,
+            gelu: self.gelu,
+        }
+        .apply(&ys)?;
+        let mut out = lead.to_vec();
+        out.push(self.bias.len());
+        ys.reshape(out)
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    norm: candle_nn::LayerNorm,
+    fc1: RowLinear,
+    fc2: RowLinear,
+}
+
+impl Mlp {
+    fn new(in_: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm: candle_nn::layer_norm(in_, 1e-5, vb.pp("norm"))?,
+            fc1: RowLinear::new(in_, hidden, true, vb.pp("fc1"))?,
+            fc2: RowLinear::new(hidden, in_, false, vb.pp("fc2"))?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        xs.apply(&self.norm)?.apply(&self.fc1)?.apply(&self.fc2)
+    }
+}
+
+#[derive(Debug)]
+struct Attention {
+    norm: candle_nn::LayerNorm,
+    qkv: RowLinear,
+    proj: RowLinear,
+    ab: Tensor,
+    key_dim: usize,
+    num_heads: usize,
+    d: usize,
+    dh: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(
+        dim: usize,
+        key_dim: usize,
+        num_heads: usize,
+        attn_ratio: usize,
+        resolution: (usize, usize),
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let d = attn_ratio * key_dim;
+        let dh = d * num_heads;
+        let nh_kd = key_dim * num_heads;
+        let h = dh + nh_kd * 2;
+        let norm = candle_nn::layer_norm(dim, 1e-5, vb.pp("norm"))?;
+        let qkv = RowLinear::new(dim, h, false, vb.pp("qkv"))?;
+        let proj = RowLinear::new(dh, dim, false, vb.pp("proj"))?;
+
+        let points = (0..resolution.0)
+            .flat_map(|x| (0..resolution.1).map(move |y| (x as i64, y as i64)))
+            .collect::<Vec<_>>();
+        let mut idxs = Vec::with_capacity(points.len() * points.len());
+        let mut attention_offsets = std::collections::HashMap::new();
+        for &(x1, y1) in &points {
+            for &(x2, y2) in &points {
+                let offset = ((x2 - x1).abs(), (y2 - y1).abs());
+                let l = attention_offsets.len();
+                let idx = attention_offsets.entry(offset).or_insert(l);
+                idxs.push(*idx as u32)
+            }
+        }
+        let attention_biases = vb.get((num_heads, attention_offsets.len()), "attention_biases")?;
+        let idxs = Tensor::new(idxs, attention_biases.device())?;
+        let ab =
+            attention_biases
+                .index_select(&idxs, 1)?
+                .reshape(((), points.len(), points.len()))?;
+        Ok(Self {
+            norm,
+            qkv,
+            proj,
+            ab,
+            key_dim,
+            num_heads,
+            d,
+            dh,
+            scale: 1f64 / (key_dim as f64).sqrt(),
+        })
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, n, _) = xs.dims3()?;
+        let xs = xs.apply(&self.norm)?;
+        let qkv = xs.apply(&self.qkv)?.reshape((b, n, self.num_heads, ()))?;
+        let q = qkv
+            .narrow(D::Minus1, 0, self.key_dim)?
+            .permute((0, 2, 1, 3))?
+            .contiguous()?;
+        let k = qkv
+            .narrow(D::Minus1, self.key_dim, self.key_dim)?
+            .permute((0, 2, 1, 3))?
+            .contiguous()?;
+        let v = qkv
+            .narrow(D::Minus1, 2 * self.key_dim, self.d)?
+            .permute((0, 2, 1, 3))?
+            .contiguous()?;
+        let attn = (q.matmul(&k.t()?)? * self.scale)?;
+        let attn = attn.broadcast_add(&self.ab)?;
+        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
+        attn.matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, n, self.dh))?
+            .apply(&self.proj)
+    }
+}
+
+#[derive(Debug)]
+struct TinyViTBlock {
+    attn: Attention,
+    local_conv: FusedConv,
+    mlp: Mlp,
+    window_size: usize,
+    input_resolution: (usize, usize),
+}
+
+impl TinyViTBlock {
+    fn new(
+        dim: usize,
+        input_resolution: (usize, usize),
+        num_heads: usize,
+        window_size: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let head_dim = dim / num_heads;
+        let attn = Attention::new(
+            dim,
+            head_dim,
+            num_heads,
+            1,
+            (window_size, window_size),
+            vb.pp("attn"),
+        )?;
+        let mlp = Mlp::new(dim, dim * MLP_RATIO, vb.pp("mlp"))?;
+        let cfg = Conv2dConfig {
+            padding: LOCAL_CONV_SIZE / 2,
+            groups: dim,
+            ..Default::default()
+        };
+        let local_conv =
+            FusedConv::with_batch_norm(dim, dim, LOCAL_CONV_SIZE, cfg, vb.pp("local_conv"))?;
+        Ok(Self {
+            attn,
+            local_conv,
+            mlp,
+            window_size,
+            input_resolution,
+        })
+    }
+}
+
+impl Module for TinyViTBlock {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (h, w) = self.input_resolution;
+        let (b, l, c) = xs.dims3()?;
+        let res_x = xs;
+        let xs = if h == self.window_size && w == self.window_size {
+            self.attn.forward(xs)?
+        } else {
+            let xs = xs.reshape((b, h, w, c))?;
+            let pad_b = (self.window_size - h % self.window_size) % self.window_size;
+            let pad_r = (self.window_size - w % self.window_size) % self.window_size;
+            let xs = if pad_b > 0 {
+                xs.pad_with_zeros(1, 0, pad_b)?
+            } else {
+                xs
+            };
+            let xs = if pad_r > 0 {
+                xs.pad_with_zeros(2, 0, pad_r)?
+            } else {
+                xs
+            };
+            let (p_h, p_w) = (h + pad_b, w + pad_r);
+            let n_h = p_h / self.window_size;
+            let n_w = p_w / self.window_size;
+            let xs = xs
+                .reshape((b, n_h, self.window_size, n_w, self.window_size, c))?
+                .transpose(2, 3)?
+                .reshape((b * n_h * n_w, self.window_size * self.window_size, c))?;
+            let xs = self.attn.forward(&xs)?;
+            let xs = xs
+                .reshape((b, n_h, n_w, self.window_size, self.window_size, c))?
+                .transpose(2, 3)?
+                .reshape((b, p_h, p_w, c))?;
+            let xs = if pad_r > 0 {
+                xs.i((.., .., ..w))?.contiguous()?
+            } else {
+                xs
+            };
+            let xs = if pad_b > 0 {
+                xs.i((.., ..h, ..))?.contiguous()?
+            } else {
+                xs
+            };
+            xs.reshape((b, l, c))?
+        };
+        let xs = (xs + res_x)?;
+        let xs = xs
+            .transpose(1, 2)?
+            .reshape((b, c, h, w))?
+            .apply(&self.local_conv)?
+            .reshape((b, c, l))?
+            .transpose(1, 2)?
+            // Row-major again, so that the MLP's layer norm takes candle's fused path.
+            .contiguous()?;
+        &xs + self.mlp.forward(&xs)?
+    }
+}
+
+#[derive(Debug)]
+struct BasicLayer {
+    blocks: Vec<TinyViTBlock>,
+    downsample: Option<PatchMerging>,
+}
+
+impl BasicLayer {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        dim: usize,
+        input_resolution: (usize, usize),
+        depth: usize,
+        num_heads: usize,
+        window_size: usize,
+        downsample: bool,
+        out: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let vb_b = vb.pp("blocks");
+        let blocks = (0..depth)
+            .map(|i| TinyViTBlock::new(dim, input_resolution, num_heads, window_size, vb_b.pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let downsample = if downsample {
+            Some(PatchMerging::new(
+                input_resolution,
+                dim,
+                out,
+                vb.pp("downsample"),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self { blocks, downsample })
+    }
+}
+
+impl Module for BasicLayer {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for block in &self.blocks {
+            xs = block.forward(&xs)?
+        }
+        match &self.downsample {
+            None => Ok(xs),
+            Some(downsample) => downsample.forward(&xs),
+        }
+    }
+}
+
+/// MobileSAM's image encoder: `(1, 3, 1024, 1024)` normalised pixels to a
+/// `(1, 256, 64, 64)` embedding.
+#[derive(Debug)]
+pub(crate) struct TinyViT {
+    patch_embed: PatchEmbed,
+    layer0: ConvLayer,
+    layers: Vec<BasicLayer>,
+    neck_conv1: FusedConv,
+    neck_ln1: LayerNorm2d,
+    neck_conv2: FusedConv,
+    neck_ln2: LayerNorm2d,
+}
+
+impl TinyViT {
+    /// TinyViT-5M from `vb` (the `image_encoder.` prefix of a MobileSAM checkpoint).
+    pub(crate) fn tiny_vit_5m(vb: VarBuilder) -> Result<Self> {
+        let patch_embed = PatchEmbed::new(IN_CHANNELS, EMBED_DIMS[0], vb.pp("patch_embed"))?;
+        let patches_resolution = IMG_SIZE / 4;
+        let vb_l = vb.pp("layers");
+        let layer0 = ConvLayer::new(
+            EMBED_DIMS[0],
+            EMBED_DIMS[1],
+            (patches_resolution, patches_resolution),
+            DEPTHS[0],
+            vb_l.pp(0),
+        )?;
+        let num_layers = EMBED_DIMS.len();
+        let layers = (1..num_layers)
+            .map(|i| {
+                let resolution = patches_resolution / (1 << usize::min(i, 2));
+                BasicLayer::new(
+                    EMBED_DIMS[i],
+                    (resolution, resolution),
+                    DEPTHS[i],
+                    NUM_HEADS[i],
+                    WINDOW_SIZES[i],
+                    i < num_layers - 1,
+                    EMBED_DIMS[usize::min(i + 1, num_layers - 1)],
+                    vb_l.pp(i),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let last = EMBED_DIMS[num_layers - 1];
+        let neck_conv1 = FusedConv::plain(last, 256, 1, Default::default(), vb.pp("neck.0"))?;
+        let neck_ln1 = LayerNorm2d::new(256, 1e-6, vb.pp("neck.1"))?;
+        let cfg = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let neck_conv2 = FusedConv::plain(256, 256, 3, cfg, vb.pp("neck.2"))?;
+        let neck_ln2 = LayerNorm2d::new(256, 1e-6, vb.pp("neck.3"))?;
+        Ok(Self {
+            patch_embed,
+            layer0,
+            layers,
+            neck_conv1,
+            neck_ln1,
+            neck_conv2,
+            neck_ln2,
+        })
+    }
+}
+
+impl TinyViT {
+    /// The embedding, or `None` if `stop` answers `true` after one of the five stages.
+    pub(crate) fn forward_unless_stopped(
+        &self,
+        xs: &Tensor,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Tensor>> {
+        let xs = self.patch_embed.forward(xs)?;
+        let mut xs = self.layer0.forward(&xs)?;
+        for layer in &self.layers {
+            if stop() {
+                return Ok(None);
+            }
+            xs = layer.forward(&xs)?
+        }
+        if stop() {
+            return Ok(None);
+        }
+        self.neck(&xs).map(Some)
+    }
+
+    fn neck(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, _, c) = xs.dims3()?;
+        xs.reshape((b, 64, 64, c))?
+            .permute((0, 3, 1, 2))?
+            .apply(&self.neck_conv1)?
+            .apply(&self.neck_ln1)?
+            .apply(&self.neck_conv2)?
+            .apply(&self.neck_ln2)
+    }
+}
