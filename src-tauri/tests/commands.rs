@@ -621,7 +621,9 @@ fn segment_returns_a_mask_and_reprompts_hit_the_cache() {
         (first["width"].as_u64(), first["height"].as_u64()),
         (Some(64), Some(64))
     );
-    assert_eq!(first["embedding_cached"], false);
+    // The image was embedded when it was opened (engines' tests check that a prompt waits
+    // for that work instead of repeating it); the first click may still have got there first.
+    assert!(first["embedding_cached"].is_boolean());
     let second: Value = app.ok("segment", request(20.0));
     assert_eq!(second["embedding_cached"], true);
     let body = app.bytes("mask_png", json!({ "maskId": second["mask_id"] }));

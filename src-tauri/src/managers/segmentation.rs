@@ -1,14 +1,18 @@
 //! [`SegmentationManager`] owns segmentation requests. Opening an image decodes it once (bad
-//! input never loads a model) and warms the Segment Anything model, because the user is about
-//! to click; prompts on it take a lease, run the model, and keep the last masks so the front
-//! end can fetch them as raw PNG bytes.
+//! input never loads a model), warms the Segment Anything model and computes the image's
+//! embedding under a lease on a background thread, because the user is about to click: the
+//! first click then costs a re-prompt. Opening another image cancels that work. Prompts take a
+//! lease, run the model, and keep the last masks so the front end can fetch them as raw PNG
+//! bytes.
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use engines::segmentation::{self, Point, Prompt, SamModel};
+use engines::EngineError;
 use image::RgbImage;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -85,6 +89,8 @@ pub struct SegmentationManager {
     images: Mutex<VecDeque<(u32, Arc<RgbImage>)>>,
     masks: Mutex<VecDeque<(u32, Arc<Vec<u8>>)>>,
     next_id: Mutex<u32>,
+    /// The image whose embedding is being prepared; the work for any other stops.
+    preparing: Arc<AtomicU32>,
 }
 
 /// Keeps the newest `limit` entries of a small id-keyed cache.
@@ -104,6 +110,7 @@ impl SegmentationManager {
             images: Mutex::new(VecDeque::new()),
             masks: Mutex::new(VecDeque::new()),
             next_id: Mutex::new(1),
+            preparing: Arc::new(AtomicU32::new(0)),
         }
     }
 
@@ -130,16 +137,62 @@ impl SegmentationManager {
     fn opened(&self, image: RgbImage) -> CommandResult<OpenedImage> {
         let (width, height) = image.dimensions();
         let image_id = self.next_id();
-        remember(&self.images, image_id, Arc::new(image), KEPT_IMAGES);
-        // The user is about to click: start loading now (a missing model is reported then).
-        if let Err(error) = self.slots.warm(crate::catalog::Task::Segmentation) {
-            tracing::debug!(%error, "segmentation model not warmed");
+        let image = Arc::new(image);
+        remember(&self.images, image_id, image.clone(), KEPT_IMAGES);
+        // The user is about to click: start loading now (a missing model is reported then),
+        // and embed the image as soon as the model is there.
+        match self.slots.warm(crate::catalog::Task::Segmentation) {
+            Ok(()) => self.prepare(image_id, image),
+            Err(error) => tracing::debug!(%error, "segmentation model not warmed"),
         }
         Ok(OpenedImage {
             image_id,
             width,
             height,
         })
+    }
+
+    /// Computes `image`'s embedding on a thread of its own, under a lease (the model stays
+    /// loaded meanwhile), unless another image is opened first: then it stops between two of
+    /// the encoder's stages. Its time is not a request's: the badge's timings stay the user's.
+    fn prepare(&self, image_id: u32, image: Arc<RgbImage>) {
+        self.preparing.store(image_id, Ordering::Release);
+        let preparing = self.preparing.clone();
+        let slots = self.slots.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dormouse-embed".into())
+            .spawn(move || {
+                let superseded = || preparing.load(Ordering::Acquire) != image_id;
+                if superseded() {
+                    return;
+                }
+                let used = match slots.use_model(Slot::Segmentation) {
+                    Ok(used) => used,
+                    Err(error) => {
+                        tracing::debug!(%error, image_id, "no model to embed the image with");
+                        return;
+                    }
+                };
+                let Some(sam) = used.lease.downcast::<SamModel>() else {
+                    return;
+                };
+                let started = Instant::now();
+                match sam.prepare(&image, &superseded) {
+                    Ok(computed) => tracing::info!(
+                        image_id,
+                        computed,
+                        ms = started.elapsed().as_millis() as u64,
+                        "image embedded ahead of the first prompt"
+                    ),
+                    Err(EngineError::Cancelled) => {
+                        tracing::debug!(image_id, "embedding dropped: another image was opened")
+                    }
+                    Err(error) => tracing::warn!(%error, image_id, "embedding ahead failed"),
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "could not start embedding the image ahead");
+        }
     }
 
     /// Segments an opened image for the request's points and box.
