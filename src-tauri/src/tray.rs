@@ -4,7 +4,7 @@
 //! shows changes (a countdown or a lease count changes the status, not the tray's text).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 
@@ -126,6 +126,9 @@ impl<R: Runtime> Tray<R> {
         let status = slots.status();
         let last_freed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let freed_sink = last_freed.clone();
+        // The menu handler needs the tray it belongs to, which exists only once built.
+        let this: Arc<OnceLock<Weak<Self>>> = Arc::new(OnceLock::new());
+        let this_in_handler = this.clone();
         let mut lines = BTreeMap::new();
         for model in &status.models {
             lines.insert(
@@ -164,9 +167,15 @@ impl<R: Runtime> Tray<R> {
                     let slots = slots.clone();
                     let app = app.clone();
                     let freed_sink = freed_sink.clone();
+                    let this = this_in_handler.clone();
                     std::thread::spawn(move || match slots.unload(None) {
                         Ok(summary) => {
                             *freed_sink.lock() = Some(freed_words(&summary));
+                            // The unload's own events may have reached the tray before
+                            // what it freed was known: show it now.
+                            if let Some(tray) = this.get().and_then(Weak::upgrade) {
+                                tray.show_last_freed();
+                            }
                             let event = UnloadedFromOutside {
                                 origin: UnloadOrigin::Tray,
                                 summary,
@@ -196,8 +205,21 @@ impl<R: Runtime> Tray<R> {
             last_freed,
             shown: Mutex::new(None),
         });
+        let _ = this.set(Arc::downgrade(&tray));
         tray.update(&status.models);
         Ok(tray)
+    }
+
+    /// Writes what the last tray unload freed on its item, leaving the rest as shown.
+    fn show_last_freed(&self) {
+        let label = unload_label(self.last_freed.lock().as_deref());
+        let mut shown = self.shown.lock();
+        if let Some(shown) = shown.as_mut() {
+            if shown.unload != label {
+                let _ = self.unload.set_text(&label);
+                shown.unload = label;
+            }
+        }
     }
 
     /// Shows `models` in the menu and tooltip, touching only what changed.
