@@ -195,16 +195,7 @@ mod tests {
                 reference.dims(),
                 "{c} {h} {w} s{stride} p{padding}"
             );
-            let diff = (ours - reference)
-                .expect("sub")
-                .abs()
-                .expect("abs")
-                .flatten_all()
-                .expect("flat")
-                .max(0)
-                .expect("max")
-                .to_scalar::<f32>()
-                .expect("scalar");
+            let diff = crate::segmentation::elementwise::tests::max_diff(&ours, &reference);
             assert!(
                 diff < 1e-4,
                 "max difference {diff} at {c} {h} {w} s{stride} p{padding}"

@@ -342,16 +342,25 @@ impl ConvLayer {
     }
 }
 
+/// One stage of the encoder: its blocks in order, then its downsampling if it has one.
+fn forward_stage<B: Module>(
+    blocks: &[B],
+    downsample: Option<&PatchMerging>,
+    xs: &Tensor,
+) -> Result<Tensor> {
+    let mut xs = xs.clone();
+    for block in blocks {
+        xs = block.forward(&xs)?;
+    }
+    match downsample {
+        None => Ok(xs),
+        Some(downsample) => downsample.forward(&xs),
+    }
+}
+
 impl Module for ConvLayer {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let mut xs = xs.clone();
-        for block in &self.blocks {
-            xs = block.forward(&xs)?
-        }
-        match &self.downsample {
-            None => Ok(xs),
-            Some(downsample) => downsample.forward(&xs),
-        }
+        forward_stage(&self.blocks, self.downsample.as_ref(), xs)
     }
 }
 
@@ -647,14 +656,7 @@ impl BasicLayer {
 
 impl Module for BasicLayer {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let mut xs = xs.clone();
-        for block in &self.blocks {
-            xs = block.forward(&xs)?
-        }
-        match &self.downsample {
-            None => Ok(xs),
-            Some(downsample) => downsample.forward(&xs),
-        }
+        forward_stage(&self.blocks, self.downsample.as_ref(), xs)
     }
 }
 
