@@ -342,12 +342,15 @@ impl SamModel {
     ) -> Result<(Tensor, bool), EngineError> {
         let frame = (frame_w, frame_h);
         let entry = (image_key(image), frame);
-        // Cached, being computed (wait for it, then look again), or ours to compute.
+        // Cached, being computed (wait for it, then look again), or ours to compute. The
+        // cache is read under the in-flight lock (lock order: `computing`, then `cache`): work
+        // leaves the in-flight list only after its embedding is cached, so a miss here is
+        // never work that ended a moment ago.
         let in_flight = loop {
+            let mut computing = self.computing.lock();
             if let Some(embeddings) = self.cached(entry.0, frame) {
                 return Ok((embeddings, true));
             }
-            let mut computing = self.computing.lock();
             if computing.contains(&entry) {
                 self.computed.wait(&mut computing);
                 continue;
