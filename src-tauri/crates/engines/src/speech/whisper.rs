@@ -119,16 +119,11 @@ pub(crate) fn fitted_audio_context(samples: usize) -> usize {
     (frames.div_ceil(64) * 64).min(FULL_AUDIO_CONTEXT)
 }
 
-/// whisper.cpp's model and its working state (one decoder state: calls are serialised).
-struct Engine {
-    state: whisper_rs::WhisperState,
-    /// Owns the weights the state reads (the state also holds it; kept for clarity).
-    _context: WhisperContext,
-}
-
 /// A loaded Whisper model. whisper.cpp's state is single-threaded: calls are serialised.
 pub struct WhisperModel {
-    engine: Mutex<Engine>,
+    /// whisper.cpp's working state; it holds the model's weights (whisper-rs keeps the
+    /// context alive through it).
+    state: Mutex<whisper_rs::WhisperState>,
     info: WhisperInfo,
     bytes: u64,
 }
@@ -168,17 +163,13 @@ impl WhisperModel {
             expected: "Whisper GGML".into(),
             reason,
         };
-        let (engine, bytes) = load_measured(path, || {
-            let context = WhisperContext::new_with_params(path, params)
-                .map_err(|e| invalid(e.to_string()))?;
-            let state = context.create_state().map_err(|e| invalid(e.to_string()))?;
-            Ok(Engine {
-                state,
-                _context: context,
-            })
+        let (state, bytes) = load_measured(path, || {
+            WhisperContext::new_with_params(path, params)
+                .and_then(|context| context.create_state())
+                .map_err(|e| invalid(e.to_string()))
         })?;
         Ok(Self {
-            engine: Mutex::new(engine),
+            state: Mutex::new(state),
             info,
             bytes,
         })
@@ -259,16 +250,14 @@ impl WhisperModel {
                 params.set_audio_ctx(frames as i32);
             }
         }
-        let mut engine = self.engine.lock();
-        engine
-            .state
+        let mut state = self.state.lock();
+        state
             .full(params, &input)
             .map_err(|e| EngineError::Inference(e.to_string()))?;
         let mut segments = Vec::new();
         let mut text = String::new();
-        for i in 0..engine.state.full_n_segments() {
-            let segment = engine
-                .state
+        for i in 0..state.full_n_segments() {
+            let segment = state
                 .get_segment(i)
                 .ok_or_else(|| EngineError::Inference(format!("segment {i} out of bounds")))?;
             let words = segment
