@@ -12,6 +12,8 @@ use rayon::prelude::*;
 pub(crate) struct DepthwiseConv2d {
     /// `channels × k × k`.
     weight: Vec<f32>,
+    /// The same weights tap-major, `k × k × channels`, for channels-last input.
+    taps: Vec<f32>,
     /// `channels`.
     bias: Vec<f32>,
     channels: usize,
@@ -37,8 +39,14 @@ impl DepthwiseConv2d {
                 weight.dims()
             );
         }
+        let weight = weight.flatten_all()?.to_vec1::<f32>()?;
+        let taps = (0..k * k)
+            .flat_map(|tap| (0..channels).map(move |c| (tap, c)))
+            .map(|(tap, c)| weight[c * k * k + tap])
+            .collect();
         Ok(Self {
-            weight: weight.flatten_all()?.to_vec1::<f32>()?,
+            weight,
+            taps,
             bias: bias.to_vec1::<f32>()?,
             channels,
             k,
@@ -114,6 +122,118 @@ impl DepthwiseConv2d {
         if self.gelu {
             super::elementwise::run_generic(dst, 0.0, true);
         }
+    }
+}
+
+/// The same convolution on channels-last tokens, `(b, h · w, c)` in and out, for a stride of
+/// 1 and "same" padding: TinyViT's local convolution, which then needs no transpose on either
+/// side. A task per output row; each tap is a vectorised pass over the channels.
+#[derive(Debug)]
+pub(crate) struct ChannelsLast<'a> {
+    pub(crate) conv: &'a DepthwiseConv2d,
+    /// Rows and columns of the token grid.
+    pub(crate) grid: (usize, usize),
+}
+
+impl ChannelsLast<'_> {
+    fn row(&self, src: &[f32], y: usize, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if super::elementwise::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            unsafe { self.row_avx2(src, y, dst) };
+            return;
+        }
+        self.row_generic(src, y, dst)
+    }
+
+    /// [`Self::row`] compiled for AVX2 (8 lanes).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn row_avx2(&self, src: &[f32], y: usize, dst: &mut [f32]) {
+        self.row_generic(src, y, dst)
+    }
+
+    /// Output row `y` of one image: `src` is the image's `h × w × c` tokens, `dst` `w × c`.
+    #[inline(always)]
+    fn row_generic(&self, src: &[f32], y: usize, dst: &mut [f32]) {
+        let conv = self.conv;
+        let (h, w) = self.grid;
+        let (c, k, p) = (conv.channels, conv.k, conv.padding);
+        for pixel in dst.chunks_exact_mut(c) {
+            pixel.copy_from_slice(&conv.bias);
+        }
+        for ky in 0..k {
+            let Some(iy) = (y + ky).checked_sub(p).filter(|&iy| iy < h) else {
+                continue;
+            };
+            let src_row = &src[iy * w * c..(iy + 1) * w * c];
+            for kx in 0..k {
+                let taps = &conv.taps[(ky * k + kx) * c..][..c];
+                // Output columns whose input column x + kx − p lies inside the row.
+                let first = p.saturating_sub(kx);
+                let last = (w + p).saturating_sub(kx).min(w); // exclusive
+                for x in first..last {
+                    let from = (x + kx - p) * c;
+                    let input = &src_row[from..from + c];
+                    for ((d, t), v) in dst[x * c..(x + 1) * c].iter_mut().zip(taps).zip(input) {
+                        *d = t.mul_add(*v, *d);
+                    }
+                }
+            }
+        }
+        if conv.gelu {
+            super::elementwise::run_generic(dst, 0.0, true);
+        }
+    }
+}
+
+impl CustomOp1 for ChannelsLast<'_> {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d-channels-last"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("depthwise convolution runs on f32 only");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("depthwise convolution needs a contiguous input");
+        };
+        let conv = self.conv;
+        if conv.stride != 1 || 2 * conv.padding + 1 != conv.k {
+            candle_core::bail!(
+                "channels-last depthwise convolution needs stride 1 and same padding (k {}, stride {}, padding {})",
+                conv.k,
+                conv.stride,
+                conv.padding
+            );
+        }
+        let (b, l, c) = layout.shape().dims3()?;
+        let (h, w) = self.grid;
+        if l != h * w || c != conv.channels {
+            candle_core::bail!(
+                "input is {:?}; a {h} × {w} grid of {} channels needs (b, {}, {})",
+                layout.shape().dims(),
+                conv.channels,
+                h * w,
+                conv.channels
+            );
+        }
+        let src = &data[start..end];
+        let mut out = vec![0f32; b * l * c];
+        if w > 0 && c > 0 {
+            out.par_chunks_exact_mut(w * c)
+                .enumerate()
+                .for_each(|(row, dst)| {
+                    let (image, y) = (row / h, row % h);
+                    self.row(&src[image * l * c..(image + 1) * l * c], y, dst);
+                });
+        }
+        Ok((CpuStorage::F32(out), Shape::from((b, l, c))))
     }
 }
 
@@ -201,6 +321,53 @@ mod tests {
                 "max difference {diff} at {c} {h} {w} s{stride} p{padding}"
             );
         }
+    }
+
+    /// The channels-last path against the planar one on the same tokens (odd sides, two
+    /// images, 3 × 3 and 5 × 5 filters, with and without GELU).
+    #[test]
+    fn channels_last_matches_the_planar_kernel() {
+        let dev = Device::Cpu;
+        for (c, h, w, k, gelu) in [
+            (8, 9, 7, 3, false),
+            (12, 5, 11, 3, true),
+            (3, 6, 6, 5, false),
+            (16, 1, 1, 3, false),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (2, h * w, c), &dev).expect("x");
+            let weight = Tensor::randn(0f32, 1.0, (c, 1, k, k), &dev).expect("w");
+            let bias = Tensor::randn(0f32, 1.0, c, &dev).expect("b");
+            let op = DepthwiseConv2d::new(&weight, &bias, 1, k / 2).expect("op");
+            let op = if gelu { op.then_gelu() } else { op };
+            let planar = x
+                .transpose(1, 2)
+                .and_then(|t| t.reshape((2, c, h, w)))
+                .and_then(|t| t.apply_op1_no_bwd(&op))
+                .and_then(|t| t.reshape((2, c, h * w))?.transpose(1, 2))
+                .expect("planar");
+            let ours = x
+                .apply_op1_no_bwd(&ChannelsLast {
+                    conv: &op,
+                    grid: (h, w),
+                })
+                .expect("channels last");
+            assert_eq!(ours.dims(), planar.dims());
+            let diff = crate::segmentation::elementwise::tests::max_diff(&ours, &planar);
+            assert!(diff < 1e-5, "max difference {diff} at {c} {h} {w} k{k}");
+        }
+        let op = DepthwiseConv2d::new(
+            &Tensor::zeros((4, 1, 3, 3), candle_core::DType::F32, &dev).expect("w"),
+            &Tensor::zeros(4, candle_core::DType::F32, &dev).expect("b"),
+            2,
+            1,
+        )
+        .expect("op");
+        let x = Tensor::zeros((1, 16, 4), candle_core::DType::F32, &dev).expect("x");
+        let strided = ChannelsLast {
+            conv: &op,
+            grid: (4, 4),
+        };
+        assert!(x.apply_op1_no_bwd(&strided).is_err(), "stride 2");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! manager; [`SamModel::segment`] answers point and box prompts with the best mask. The image
 //! embedding — the expensive part — is cached per image, so re-prompting only decodes.
 
+mod channel_norm;
 mod decoder;
 mod depthwise;
 mod elementwise;
@@ -11,6 +12,7 @@ mod network;
 mod tiny_vit;
 pub mod training;
 pub mod weights;
+mod window_attention;
 
 use std::path::Path;
 

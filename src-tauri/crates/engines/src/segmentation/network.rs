@@ -365,9 +365,10 @@ mod tests {
         }
     }
 
-    /// Our TinyViT (batch norms folded, the depthwise kernel, 1 × 1 products) against
-    /// candle's on the same weights: the embeddings agree to f32 rounding, and the masks
-    /// decoded from them for a click and for a box overlap almost exactly.
+    /// Our TinyViT (batch norms folded, the depthwise kernel, 1 × 1 products, the fused
+    /// window attention) against candle's on the same weights: the embeddings agree to f32
+    /// rounding, and the masks decoded from them for a click and for a box overlap almost
+    /// exactly.
     #[test]
     fn our_tiny_vit_agrees_with_candles() {
         let varmap = VarMap::new();

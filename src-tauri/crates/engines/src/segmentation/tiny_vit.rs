@@ -8,17 +8,23 @@
 //! - depthwise convolutions run [`DepthwiseConv2d`] instead of candle's one-convolution-per-
 //!   group loop;
 //! - 1 × 1 convolutions and the MLPs' linear layers run as one matrix product each, without
-//!   the im2col copy, and their bias and GELU are one in-place pass ([`BiasGelu`]).
+//!   the im2col copy, and their bias and GELU are one in-place pass ([`BiasGelu`]);
+//! - the windowed attention reads q, k and v in grid order and writes each token's heads in
+//!   place of candle's padding, window partition, batched products and reverse partition
+//!   ([`WindowAttention`]);
+//! - the local convolution runs on the tokens as they are, channels last ([`ChannelsLast`]),
+//!   and the neck's layer norms are two passes each ([`ChannelNorm`]).
 //!
-//! `candle_equivalence` in this module's tests checks the result against candle's own TinyViT
+//! `network::tests::our_tiny_vit_agrees_with_candles` checks the result against candle's own TinyViT
 //! on the same weights.
 
-use candle_core::{IndexOp, Module, Result, Tensor, D};
+use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
-use candle_transformers::models::segment_anything::LayerNorm2d;
 
-use super::depthwise::DepthwiseConv2d;
+use super::channel_norm::ChannelNorm;
+use super::depthwise::{ChannelsLast, DepthwiseConv2d};
 use super::elementwise::{BiasGelu, Channels};
+use super::window_attention::{WindowAttention, WindowShape};
 
 const MBCONV_EXPAND_RATIO: usize = 4;
 const MLP_RATIO: usize = 4;
@@ -310,7 +316,9 @@ impl Module for PatchMerging {
             .apply(&self.conv2)?
             .apply(&self.conv3)?
             .flatten_from(2)?
-            .transpose(1, 2)
+            .transpose(1, 2)?
+            // Row-major tokens: the next block's layer norm and residual take the fused paths.
+            .contiguous()
     }
 }
 
@@ -426,38 +434,39 @@ impl Module for Mlp {
     }
 }
 
+/// A TinyViT block's attention: layer norm, the `qkv` projection over the whole grid, the
+/// windowed attention in one pass ([`WindowAttention`]), then the `proj` projection.
 #[derive(Debug)]
 struct Attention {
     norm: candle_nn::LayerNorm,
     qkv: RowLinear,
     proj: RowLinear,
-    ab: Tensor,
-    key_dim: usize,
-    num_heads: usize,
-    d: usize,
-    dh: usize,
-    scale: f64,
+    windows: WindowAttention,
 }
 
 impl Attention {
     fn new(
         dim: usize,
-        key_dim: usize,
         num_heads: usize,
-        attn_ratio: usize,
-        resolution: (usize, usize),
+        window_size: usize,
+        grid: (usize, usize),
         vb: VarBuilder,
     ) -> Result<Self> {
-        let d = attn_ratio * key_dim;
-        let dh = d * num_heads;
-        let nh_kd = key_dim * num_heads;
-        let h = dh + nh_kd * 2;
+        // TinyViT's attention ratio is 1: values are as wide as keys.
+        let key_dim = dim / num_heads;
+        let value_dim = key_dim;
         let norm = candle_nn::layer_norm(dim, 1e-5, vb.pp("norm"))?;
-        let qkv = RowLinear::new(dim, h, false, vb.pp("qkv"))?;
-        let proj = RowLinear::new(dh, dim, false, vb.pp("proj"))?;
+        let qkv = RowLinear::new(
+            dim,
+            num_heads * (2 * key_dim + value_dim),
+            false,
+            vb.pp("qkv"),
+        )?;
+        let proj = RowLinear::new(num_heads * value_dim, dim, false, vb.pp("proj"))?;
 
-        let points = (0..resolution.0)
-            .flat_map(|x| (0..resolution.1).map(move |y| (x as i64, y as i64)))
+        // The bias between two tokens of a window depends on their offset.
+        let points = (0..window_size)
+            .flat_map(|x| (0..window_size).map(move |y| (x as i64, y as i64)))
             .collect::<Vec<_>>();
         let mut idxs = Vec::with_capacity(points.len() * points.len());
         let mut attention_offsets = std::collections::HashMap::new();
@@ -471,47 +480,44 @@ impl Attention {
         }
         let attention_biases = vb.get((num_heads, attention_offsets.len()), "attention_biases")?;
         let idxs = Tensor::new(idxs, attention_biases.device())?;
-        let ab =
-            attention_biases
-                .index_select(&idxs, 1)?
-                .reshape(((), points.len(), points.len()))?;
+        let bias = attention_biases
+            .index_select(&idxs, 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        // A token of the padding is zero before the layer norm.
+        let pad = Tensor::zeros(
+            (1, dim),
+            attention_biases.dtype(),
+            attention_biases.device(),
+        )?
+        .apply(&norm)?
+        .apply(&qkv)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+        let shape = WindowShape {
+            heads: num_heads,
+            key_dim,
+            value_dim,
+            window: window_size,
+            grid,
+        };
+        let scale = 1f32 / (key_dim as f32).sqrt();
+        let windows = WindowAttention::new(shape, scale, bias, pad)?;
         Ok(Self {
             norm,
             qkv,
             proj,
-            ab,
-            key_dim,
-            num_heads,
-            d,
-            dh,
-            scale: 1f64 / (key_dim as f64).sqrt(),
+            windows,
         })
     }
 }
 
 impl Module for Attention {
+    /// `(b, h · w, dim)` tokens in grid order to the same.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (b, n, _) = xs.dims3()?;
-        let xs = xs.apply(&self.norm)?;
-        let qkv = xs.apply(&self.qkv)?.reshape((b, n, self.num_heads, ()))?;
-        let q = qkv
-            .narrow(D::Minus1, 0, self.key_dim)?
-            .permute((0, 2, 1, 3))?
-            .contiguous()?;
-        let k = qkv
-            .narrow(D::Minus1, self.key_dim, self.key_dim)?
-            .permute((0, 2, 1, 3))?
-            .contiguous()?;
-        let v = qkv
-            .narrow(D::Minus1, 2 * self.key_dim, self.d)?
-            .permute((0, 2, 1, 3))?
-            .contiguous()?;
-        let attn = (q.matmul(&k.t()?)? * self.scale)?;
-        let attn = attn.broadcast_add(&self.ab)?;
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
-        attn.matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((b, n, self.dh))?
+        xs.apply(&self.norm)?
+            .apply(&self.qkv)?
+            .apply_op1_no_bwd(&self.windows)?
             .apply(&self.proj)
     }
 }
@@ -521,7 +527,6 @@ struct TinyViTBlock {
     attn: Attention,
     local_conv: FusedConv,
     mlp: Mlp,
-    window_size: usize,
     input_resolution: (usize, usize),
 }
 
@@ -533,15 +538,7 @@ impl TinyViTBlock {
         window_size: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let head_dim = dim / num_heads;
-        let attn = Attention::new(
-            dim,
-            head_dim,
-            num_heads,
-            1,
-            (window_size, window_size),
-            vb.pp("attn"),
-        )?;
+        let attn = Attention::new(dim, num_heads, window_size, input_resolution, vb.pp("attn"))?;
         let mlp = Mlp::new(dim, dim * MLP_RATIO, vb.pp("mlp"))?;
         let cfg = Conv2dConfig {
             padding: LOCAL_CONV_SIZE / 2,
@@ -554,7 +551,6 @@ impl TinyViTBlock {
             attn,
             local_conv,
             mlp,
-            window_size,
             input_resolution,
         })
     }
@@ -564,56 +560,20 @@ impl Module for TinyViTBlock {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (h, w) = self.input_resolution;
         let (b, l, c) = xs.dims3()?;
-        let res_x = xs;
-        let xs = if h == self.window_size && w == self.window_size {
-            self.attn.forward(xs)?
-        } else {
-            let xs = xs.reshape((b, h, w, c))?;
-            let pad_b = (self.window_size - h % self.window_size) % self.window_size;
-            let pad_r = (self.window_size - w % self.window_size) % self.window_size;
-            let xs = if pad_b > 0 {
-                xs.pad_with_zeros(1, 0, pad_b)?
-            } else {
-                xs
-            };
-            let xs = if pad_r > 0 {
-                xs.pad_with_zeros(2, 0, pad_r)?
-            } else {
-                xs
-            };
-            let (p_h, p_w) = (h + pad_b, w + pad_r);
-            let n_h = p_h / self.window_size;
-            let n_w = p_w / self.window_size;
-            let xs = xs
-                .reshape((b, n_h, self.window_size, n_w, self.window_size, c))?
-                .transpose(2, 3)?
-                .reshape((b * n_h * n_w, self.window_size * self.window_size, c))?;
-            let xs = self.attn.forward(&xs)?;
-            let xs = xs
-                .reshape((b, n_h, n_w, self.window_size, self.window_size, c))?
-                .transpose(2, 3)?
-                .reshape((b, p_h, p_w, c))?;
-            let xs = if pad_r > 0 {
-                xs.i((.., .., ..w))?.contiguous()?
-            } else {
-                xs
-            };
-            let xs = if pad_b > 0 {
-                xs.i((.., ..h, ..))?.contiguous()?
-            } else {
-                xs
-            };
-            xs.reshape((b, l, c))?
+        let xs = (self.attn.forward(xs)? + xs)?;
+        let xs = match &self.local_conv.kind {
+            // Channels-last in and out: the MLP's layer norm takes candle's fused path.
+            ConvKind::Depthwise(conv) => {
+                xs.apply_op1_no_bwd(&ChannelsLast { conv, grid: (h, w) })?
+            }
+            _ => xs
+                .transpose(1, 2)?
+                .reshape((b, c, h, w))?
+                .apply(&self.local_conv)?
+                .reshape((b, c, l))?
+                .transpose(1, 2)?
+                .contiguous()?,
         };
-        let xs = (xs + res_x)?;
-        let xs = xs
-            .transpose(1, 2)?
-            .reshape((b, c, h, w))?
-            .apply(&self.local_conv)?
-            .reshape((b, c, l))?
-            .transpose(1, 2)?
-            // Row-major again, so that the MLP's layer norm takes candle's fused path.
-            .contiguous()?;
         &xs + self.mlp.forward(&xs)?
     }
 }
@@ -668,9 +628,9 @@ pub(crate) struct TinyViT {
     layer0: ConvLayer,
     layers: Vec<BasicLayer>,
     neck_conv1: FusedConv,
-    neck_ln1: LayerNorm2d,
+    neck_ln1: ChannelNorm,
     neck_conv2: FusedConv,
-    neck_ln2: LayerNorm2d,
+    neck_ln2: ChannelNorm,
 }
 
 impl TinyViT {
@@ -704,13 +664,13 @@ impl TinyViT {
             .collect::<Result<Vec<_>>>()?;
         let last = EMBED_DIMS[num_layers - 1];
         let neck_conv1 = FusedConv::plain(last, 256, 1, Default::default(), vb.pp("neck.0"))?;
-        let neck_ln1 = LayerNorm2d::new(256, 1e-6, vb.pp("neck.1"))?;
+        let neck_ln1 = ChannelNorm::new(256, 1e-6, vb.pp("neck.1"))?;
         let cfg = Conv2dConfig {
             padding: 1,
             ..Default::default()
         };
         let neck_conv2 = FusedConv::plain(256, 256, 3, cfg, vb.pp("neck.2"))?;
-        let neck_ln2 = LayerNorm2d::new(256, 1e-6, vb.pp("neck.3"))?;
+        let neck_ln2 = ChannelNorm::new(256, 1e-6, vb.pp("neck.3"))?;
         Ok(Self {
             patch_embed,
             layer0,
