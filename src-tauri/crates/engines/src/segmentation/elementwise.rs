@@ -5,7 +5,7 @@
 //! (the tanh form), with tanh from the rational approximation ONNX Runtime's MLAS and Eigen
 //! use (error below 1e-6).
 
-use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor};
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Tensor};
 use rayon::prelude::*;
 
 /// Elements per parallel task on channels-last data (whole rows are kept together).
@@ -90,6 +90,79 @@ impl InplaceOp1 for BiasGelu<'_> {
     }
 }
 
+/// A residual connection added in place: `dst += src`, then GELU if `gelu`, in one parallel
+/// pass (candle's `+` writes a new tensor, and the GELU after it was another pass).
+pub(crate) struct AddInPlace {
+    pub(crate) gelu: bool,
+}
+
+impl AddInPlace {
+    /// Adds `src` into `dst`, which must own its storage (a tensor just computed); both have
+    /// one shape.
+    pub(crate) fn apply(&self, dst: &Tensor, src: &Tensor) -> candle_core::Result<()> {
+        if dst.dims() != src.dims() {
+            candle_core::bail!("cannot add {:?} into {:?}", src.dims(), dst.dims());
+        }
+        dst.inplace_op2(&src.contiguous()?, self)
+    }
+}
+
+impl InplaceOp2 for AddInPlace {
+    fn name(&self) -> &'static str {
+        "add-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_layout: &Layout,
+        src: &CpuStorage,
+        src_layout: &Layout,
+    ) -> candle_core::Result<()> {
+        let (CpuStorage::F32(dst), CpuStorage::F32(src)) = (dst, src) else {
+            candle_core::bail!("the in-place add runs on f32 only");
+        };
+        let (Some((d0, d1)), Some((s0, s1))) = (
+            dst_layout.contiguous_offsets(),
+            src_layout.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("the in-place add needs contiguous tensors");
+        };
+        let (dst, src) = (&mut dst[d0..d1], &src[s0..s1]);
+        if dst.len() != src.len() {
+            candle_core::bail!("cannot add {} values into {}", src.len(), dst.len());
+        }
+        let gelu = self.gelu;
+        dst.par_chunks_mut(TASK_ELEMENTS)
+            .zip(src.par_chunks(TASK_ELEMENTS))
+            .for_each(|(d, s)| add_run(d, s, gelu));
+        Ok(())
+    }
+}
+
+#[inline(always)]
+fn add_generic(dst: &mut [f32], src: &[f32], with_gelu: bool) {
+    if with_gelu {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = gelu(*d + s);
+        }
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += s;
+        }
+    }
+}
+
+fn add_run(dst: &mut [f32], src: &[f32], gelu: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        unsafe { avx2::add(dst, src, gelu) };
+        return;
+    }
+    add_generic(dst, src, gelu)
+}
+
 /// tanh by a 13/6 rational function on [-9, 9] (MLAS's `MlasTanhKernel`, Eigen's
 /// `generic_fast_tanh_float`); only arithmetic, so loops over it vectorise.
 #[inline(always)]
@@ -155,6 +228,11 @@ mod avx2 {
     pub(super) fn row(row: &mut [f32], bias: &[f32], gelu: bool) {
         super::row_generic(row, bias, gelu)
     }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn add(dst: &mut [f32], src: &[f32], gelu: bool) {
+        super::add_generic(dst, src, gelu)
+    }
 }
 
 /// Whether the AVX2 + FMA builds of the loops can run here (x86-64 only; elsewhere the
@@ -201,6 +279,34 @@ pub(crate) mod tests {
             .expect("max")
             .to_scalar::<f32>()
             .expect("scalar")
+    }
+
+    #[test]
+    fn adds_in_place_with_and_without_gelu() {
+        let dev = Device::Cpu;
+        let a = Tensor::randn(0f32, 1.0, (3, 70_001), &dev).expect("a");
+        let b = Tensor::randn(0f32, 1.0, (3, 70_001), &dev).expect("b");
+        for gelu in [false, true] {
+            let expected = (&a + &b).expect("add");
+            let expected = if gelu {
+                expected.gelu().expect("gelu")
+            } else {
+                expected
+            };
+            let dst = a.copy().expect("copy");
+            AddInPlace { gelu }.apply(&dst, &b).expect("in place");
+            assert!(max_diff(&dst, &expected) < 1e-5, "gelu {gelu}");
+        }
+        // A transposed source is read in its logical order.
+        let square = Tensor::randn(0f32, 1.0, (64, 64), &dev).expect("square");
+        let dst = square.copy().expect("copy");
+        let t = square.t().expect("t");
+        AddInPlace { gelu: false }
+            .apply(&dst, &t)
+            .expect("transposed");
+        assert!(max_diff(&dst, &(&square + &t).expect("add")) < 1e-6);
+        let wrong = Tensor::zeros((3, 5), candle_core::DType::F32, &dev).expect("wrong");
+        assert!(AddInPlace { gelu: false }.apply(&dst, &wrong).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod channel_norm;
 mod decoder;
+mod dense_conv;
 mod depthwise;
 mod elementwise;
 mod flops;

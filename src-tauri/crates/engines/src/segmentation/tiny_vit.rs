@@ -12,6 +12,8 @@
 //! - the windowed attention reads q, k and v in grid order and writes each token's heads in
 //!   place of candle's padding, window partition, batched products and reverse partition
 //!   ([`WindowAttention`]);
+//! - dense convolutions (the patch embedding, the neck) multiply the weights by a tap-major
+//!   column matrix, so the product is already channels-first ([`DenseConv2d`]);
 //! - the local convolution runs on the tokens as they are, channels last ([`ChannelsLast`]),
 //!   and the neck's layer norms are two passes each ([`ChannelNorm`]).
 //!
@@ -22,8 +24,9 @@ use candle_core::{IndexOp, Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
 use super::channel_norm::ChannelNorm;
+use super::dense_conv::DenseConv2d;
 use super::depthwise::{ChannelsLast, DepthwiseConv2d};
-use super::elementwise::{BiasGelu, Channels};
+use super::elementwise::{AddInPlace, BiasGelu, Channels};
 use super::window_attention::{WindowAttention, WindowShape};
 
 const MBCONV_EXPAND_RATIO: usize = 4;
@@ -66,9 +69,13 @@ enum ConvKind {
     },
     /// Depthwise, its GELU (if any) fused in.
     Depthwise(DepthwiseConv2d),
+    /// Every input channel into every output channel, as one product.
     Dense {
-        conv: candle_nn::Conv2d,
+        conv: DenseConv2d,
+        bias: Option<Vec<f32>>,
     },
+    /// Anything else (grouped or dilated: not in TinyViT), candle's own.
+    Other { conv: candle_nn::Conv2d },
 }
 
 impl FusedConv {
@@ -143,8 +150,13 @@ impl FusedConv {
             };
             let op = DepthwiseConv2d::new(&weight, &bias, cfg.stride, cfg.padding)?;
             ConvKind::Depthwise(if gelu { op.then_gelu() } else { op })
-        } else {
+        } else if simple && cfg.groups == 1 {
             ConvKind::Dense {
+                conv: DenseConv2d::new(&weight, cfg.stride, cfg.padding)?,
+                bias: bias.map(|b| b.to_vec1::<f32>()).transpose()?,
+            }
+        } else {
+            ConvKind::Other {
                 conv: candle_nn::Conv2d::new(weight, bias, cfg),
             }
         };
@@ -177,7 +189,19 @@ impl Module for FusedConv {
                 ys.reshape((b, out, h, w))
             }
             ConvKind::Depthwise(op) => xs.contiguous()?.apply_op1_no_bwd(op),
-            ConvKind::Dense { conv } => {
+            ConvKind::Dense { conv, bias } => {
+                let ys = conv.forward_without_bias(xs)?;
+                let (_, _, oh, ow) = ys.dims4()?;
+                // The product is a new tensor: its bias and GELU are applied in place.
+                BiasGelu {
+                    bias: bias.as_deref(),
+                    channels: Channels::First { plane: oh * ow },
+                    gelu: self.gelu,
+                }
+                .apply(&ys)?;
+                Ok(ys)
+            }
+            ConvKind::Other { conv } => {
                 let ys = conv.forward(xs)?;
                 if self.gelu {
                     // candle's convolution (and its bias add) made a new tensor.
@@ -261,8 +285,7 @@ impl Module for MBConv {
             .apply(&self.conv1)?
             .apply(&self.conv2)?
             .apply(&self.conv3)?;
-        let xs = (xs + shortcut)?;
-        gelu_in_place(&xs)?;
+        AddInPlace { gelu: true }.apply(&xs, shortcut)?;
         Ok(xs)
     }
 }
@@ -560,7 +583,9 @@ impl Module for TinyViTBlock {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (h, w) = self.input_resolution;
         let (b, l, c) = xs.dims3()?;
-        let xs = (self.attn.forward(xs)? + xs)?;
+        let attended = self.attn.forward(xs)?;
+        AddInPlace { gelu: false }.apply(&attended, xs)?;
+        let xs = attended;
         let xs = match &self.local_conv.kind {
             // Channels-last in and out: the MLP's layer norm takes candle's fused path.
             ConvKind::Depthwise(conv) => {
@@ -574,7 +599,9 @@ impl Module for TinyViTBlock {
                 .transpose(1, 2)?
                 .contiguous()?,
         };
-        &xs + self.mlp.forward(&xs)?
+        let ys = self.mlp.forward(&xs)?;
+        AddInPlace { gelu: false }.apply(&ys, &xs)?;
+        Ok(ys)
     }
 }
 
