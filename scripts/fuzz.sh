@@ -19,11 +19,9 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 # Only the targets asked for (the settings target links the app crate and so the Tauri tree).
-# The same build flags for build and run (a difference would rebuild): 16 codegen units, as a
-# release build has, instead of the single one cargo fuzz forces.
-build_flags=(--codegen-units 16)
+# fuzz/Cargo.toml optimises only the parsers' crates and libFuzzer: the cold build is CI's.
 for target in "${targets[@]}"; do
-    cargo +nightly fuzz build "${build_flags[@]}" "$target"
+    cargo +nightly fuzz build "$target"
 done
 
 seed() { mkdir -p "fuzz/corpus/$1"; }
@@ -63,7 +61,7 @@ failed=0
 for target in "${targets[@]}"; do
     log="fuzz/artifacts/$target.log"
     mkdir -p "fuzz/artifacts/$target"
-    if cargo +nightly fuzz run "${build_flags[@]}" "$target" "fuzz/corpus/$target" -- \
+    if cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 >"$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
         echo "fuzz $target: ${seconds} s, ${runs} executions, no crash"
