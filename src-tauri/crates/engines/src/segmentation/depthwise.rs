@@ -66,37 +66,49 @@ impl DepthwiseConv2d {
         (side + 2 * self.padding).saturating_sub(self.k) / self.stride + 1
     }
 
-    /// One channel's plane: `src` is `h × w`, `dst` is `oh × ow`.
-    fn plane(&self, channel: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+    /// One channel's output rows: `dst` holds `dst.len() / ow` rows from `span.out_first`, of an
+    /// image `span.h` rows high; `src` holds the input rows from `span.src_first`, every row
+    /// those outputs read.
+    pub(crate) fn rows(
+        &self,
+        channel: usize,
+        src: &[f32],
+        span: RowSpan,
+        w: usize,
+        dst: &mut [f32],
+    ) {
         #[cfg(target_arch = "x86_64")]
         if super::elementwise::has_avx2() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { self.plane_avx2(channel, src, h, w, dst) };
+            unsafe { self.rows_avx2(channel, src, span, w, dst) };
             return;
         }
-        self.plane_generic(channel, src, h, w, dst)
+        self.rows_generic(channel, src, span, w, dst)
     }
 
-    /// [`Self::plane`] compiled for AVX2 (8 lanes).
+    /// [`Self::rows`] compiled for AVX2 (8 lanes).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn plane_avx2(&self, channel: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
-        self.plane_generic(channel, src, h, w, dst)
+    fn rows_avx2(&self, channel: usize, src: &[f32], span: RowSpan, w: usize, dst: &mut [f32]) {
+        self.rows_generic(channel, src, span, w, dst)
     }
 
     #[inline(always)]
-    fn plane_generic(&self, channel: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+    fn rows_generic(&self, channel: usize, src: &[f32], span: RowSpan, w: usize, dst: &mut [f32]) {
         let (k, s, p) = (self.k, self.stride, self.padding);
+        let h = span.h;
         let ow = self.out_side(w);
         let filter = &self.weight[channel * k * k..(channel + 1) * k * k];
         dst.fill(self.bias[channel]);
-        for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
+        for (local, row) in dst.chunks_exact_mut(ow).enumerate() {
+            let oy = span.out_first + local;
             for ky in 0..k {
                 // Input row oy·s + ky − p, skipped where it falls in the padding.
                 let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < h) else {
                     continue;
                 };
-                let src_row = &src[iy * w..(iy + 1) * w];
+                let at = (iy - span.src_first) * w;
+                let src_row = &src[at..at + w];
                 for kx in 0..k {
                     let wv = filter[ky * k + kx];
                     // Output columns whose input column ox·s + kx − p lies inside the row.
@@ -123,6 +135,26 @@ impl DepthwiseConv2d {
             super::elementwise::run_generic(dst, 0.0, true);
         }
     }
+
+    /// The filter's side, its padding and its stride.
+    pub(crate) fn geometry(&self) -> (usize, usize, usize) {
+        (self.k, self.padding, self.stride)
+    }
+
+    pub(crate) fn channels(&self) -> usize {
+        self.channels
+    }
+}
+
+/// Which output rows [`DepthwiseConv2d::rows`] computes and which input rows it is given.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowSpan {
+    /// The first output row computed.
+    pub(crate) out_first: usize,
+    /// The image row that `src` starts with.
+    pub(crate) src_first: usize,
+    /// The image's height.
+    pub(crate) h: usize,
 }
 
 /// The same convolution on channels-last tokens, `(b, h · w, c)` in and out, for a stride of
@@ -270,7 +302,12 @@ impl CustomOp1 for DepthwiseConv2d {
             .enumerate()
             .for_each(|(plane, dst)| {
                 let src = &src[plane * h * w..(plane + 1) * h * w];
-                self.plane(plane % c, src, h, w, dst);
+                let whole = RowSpan {
+                    out_first: 0,
+                    src_first: 0,
+                    h,
+                };
+                self.rows(plane % c, src, whole, w, dst);
             });
         Ok((CpuStorage::F32(out), Shape::from((b, c, oh, ow))))
     }

@@ -153,7 +153,7 @@ fn add_generic(dst: &mut [f32], src: &[f32], with_gelu: bool) {
     }
 }
 
-fn add_run(dst: &mut [f32], src: &[f32], gelu: bool) {
+pub(crate) fn add_run(dst: &mut [f32], src: &[f32], gelu: bool) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
@@ -242,7 +242,7 @@ pub(crate) fn has_avx2() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
-fn bias_gelu_run(run: &mut [f32], bias: f32, gelu: bool) {
+pub(crate) fn bias_gelu_run(run: &mut [f32], bias: f32, gelu: bool) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).

@@ -9,6 +9,7 @@ mod dense_conv;
 mod depthwise;
 mod elementwise;
 mod flops;
+mod mbconv;
 mod network;
 mod tiny_vit;
 pub mod training;

@@ -14,6 +14,8 @@
 //!   ([`WindowAttention`]);
 //! - dense convolutions (the patch embedding, the neck) multiply the weights by a tap-major
 //!   column matrix, so the product is already channels-first ([`DenseConv2d`]);
+//! - the MBConv blocks run in bands of rows whose intermediate tensors stay in cache
+//!   ([`BandedMbConv`]);
 //! - the local convolution runs on the tokens as they are, channels last ([`ChannelsLast`]),
 //!   and the neck's layer norms are two passes each ([`ChannelNorm`]).
 //!
@@ -27,6 +29,7 @@ use super::channel_norm::ChannelNorm;
 use super::dense_conv::DenseConv2d;
 use super::depthwise::{ChannelsLast, DepthwiseConv2d};
 use super::elementwise::{AddInPlace, BiasGelu, Channels};
+use super::mbconv::BandedMbConv;
 use super::window_attention::{WindowAttention, WindowShape};
 
 const MBCONV_EXPAND_RATIO: usize = 4;
@@ -249,11 +252,15 @@ impl Module for PatchEmbed {
     }
 }
 
+/// MobileSAM's MBConv block, run in bands of rows ([`BandedMbConv`]).
 #[derive(Debug)]
 struct MBConv {
-    conv1: FusedConv,
-    conv2: FusedConv,
-    conv3: FusedConv,
+    /// `(hidden, in)` and its bias (batch norm folded); GELU follows.
+    expand: (Vec<f32>, Vec<f32>),
+    /// 3 × 3 over `hidden` channels, batch norm folded, GELU fused.
+    depthwise: DepthwiseConv2d,
+    /// `(out, hidden)` and its bias; the residual and GELU follow.
+    project: (Vec<f32>, Vec<f32>),
 }
 
 impl MBConv {
@@ -264,29 +271,39 @@ impl MBConv {
             groups: hidden,
             ..Default::default()
         };
+        let conv1 =
+            FusedConv::with_batch_norm_gelu(in_, hidden, 1, Default::default(), vb.pp("conv1"))?;
+        let conv2 = FusedConv::with_batch_norm_gelu(hidden, hidden, 3, cfg2, vb.pp("conv2"))?;
+        let conv3 = FusedConv::with_batch_norm(hidden, out, 1, Default::default(), vb.pp("conv3"))?;
+        let (
+            ConvKind::Pointwise {
+                weight: expand,
+                bias: Some(expand_bias),
+            },
+            ConvKind::Depthwise(depthwise),
+            ConvKind::Pointwise {
+                weight: project,
+                bias: Some(project_bias),
+            },
+        ) = (conv1.kind, conv2.kind, conv3.kind)
+        else {
+            candle_core::bail!("an MBConv block is a 1 × 1, a depthwise and a 1 × 1 convolution");
+        };
         Ok(Self {
-            conv1: FusedConv::with_batch_norm_gelu(
-                in_,
-                hidden,
-                1,
-                Default::default(),
-                vb.pp("conv1"),
-            )?,
-            conv2: FusedConv::with_batch_norm_gelu(hidden, hidden, 3, cfg2, vb.pp("conv2"))?,
-            conv3: FusedConv::with_batch_norm(hidden, out, 1, Default::default(), vb.pp("conv3"))?,
+            expand: (expand.flatten_all()?.to_vec1::<f32>()?, expand_bias),
+            depthwise,
+            project: (project.flatten_all()?.to_vec1::<f32>()?, project_bias),
         })
     }
 }
 
 impl Module for MBConv {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let shortcut = xs;
-        let xs = xs
-            .apply(&self.conv1)?
-            .apply(&self.conv2)?
-            .apply(&self.conv3)?;
-        AddInPlace { gelu: true }.apply(&xs, shortcut)?;
-        Ok(xs)
+        xs.contiguous()?.apply_op1_no_bwd(&BandedMbConv {
+            expand: (&self.expand.0, &self.expand.1),
+            depthwise: &self.depthwise,
+            project: (&self.project.0, &self.project.1),
+        })
     }
 }
 
