@@ -79,18 +79,12 @@ impl CustomOp1 for ChannelNorm {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("the channel layer norm runs on f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("the channel layer norm needs a contiguous input");
-        };
+        let src = super::elementwise::contiguous_f32(storage, layout, "the channel layer norm")?;
         let (b, c, h, w) = layout.shape().dims4()?;
         if c != self.weight.len() || c == 0 {
             candle_core::bail!("input has {c} channels, the norm {}", self.weight.len());
         }
         let plane = h * w;
-        let src = &data[start..end];
         // Per pixel: the mean, then 1 / √(var + ε).
         let mut mean = vec![0f32; b * plane];
         let mut inv_std = vec![0f32; b * plane];

@@ -30,19 +30,13 @@ impl CustomOp1 for Columns {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("the convolution runs on f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("the convolution needs a contiguous input");
-        };
+        let src = super::elementwise::contiguous_f32(storage, layout, "the convolution")?;
         let (b, c, h, w) = layout.shape().dims4()?;
         let Self { k, stride, padding } = *self;
         if h + 2 * padding < k || w + 2 * padding < k {
             candle_core::bail!("a {h} × {w} plane is smaller than the {k} × {k} filter");
         }
         let (oh, ow) = (self.out_side(h), self.out_side(w));
-        let src = &data[start..end];
         let rows = c * k * k;
         let mut out = vec![0f32; b * rows * oh * ow];
         out.par_chunks_exact_mut(oh * ow)

@@ -229,12 +229,7 @@ impl CustomOp1 for ChannelsLast<'_> {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("depthwise convolution runs on f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("depthwise convolution needs a contiguous input");
-        };
+        let src = super::elementwise::contiguous_f32(storage, layout, "depthwise convolution")?;
         let conv = self.conv;
         if conv.stride != 1 || 2 * conv.padding + 1 != conv.k {
             candle_core::bail!(
@@ -255,7 +250,6 @@ impl CustomOp1 for ChannelsLast<'_> {
                 conv.channels
             );
         }
-        let src = &data[start..end];
         let mut out = vec![0f32; b * l * c];
         if w > 0 && c > 0 {
             out.par_chunks_exact_mut(w * c)
@@ -279,12 +273,7 @@ impl CustomOp1 for DepthwiseConv2d {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("depthwise convolution runs on f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("depthwise convolution needs a contiguous input");
-        };
+        let src = super::elementwise::contiguous_f32(storage, layout, "depthwise convolution")?;
         let (b, c, h, w) = layout.shape().dims4()?;
         if c != self.channels {
             candle_core::bail!("input has {c} channels, the filter {}", self.channels);
@@ -295,7 +284,6 @@ impl CustomOp1 for DepthwiseConv2d {
                 self.k
             );
         }
-        let src = &data[start..end];
         let (oh, ow) = (self.out_side(h), self.out_side(w));
         let mut out = vec![0f32; b * c * oh * ow];
         out.par_chunks_exact_mut(oh * ow)

@@ -235,6 +235,22 @@ mod avx2 {
     }
 }
 
+/// The values of a contiguous f32 tensor handed to one of the encoder's custom ops (`op` names
+/// it in the error otherwise).
+pub(crate) fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op} runs on f32 only");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} needs a contiguous input");
+    };
+    Ok(&data[start..end])
+}
+
 /// Whether the AVX2 + FMA builds of the loops can run here (x86-64 only; elsewhere the
 /// generic loops are compiled for the target's own vectors, NEON on Apple silicon).
 #[cfg(target_arch = "x86_64")]

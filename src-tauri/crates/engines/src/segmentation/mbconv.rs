@@ -169,12 +169,7 @@ impl CustomOp1 for BandedMbConv<'_> {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("the MBConv block runs on f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("the MBConv block needs a contiguous input");
-        };
+        let src = super::elementwise::contiguous_f32(storage, layout, "the MBConv block")?;
         let (b, c, h, w) = layout.shape().dims4()?;
         let (expand, expand_bias) = self.expand;
         let (project, project_bias) = self.project;
@@ -189,7 +184,6 @@ impl CustomOp1 for BandedMbConv<'_> {
                 "an MBConv block over {c} channels needs ({hidden}, {c}) and ({c}, {hidden}) projections and a 3 × 3 depthwise filter of stride 1"
             );
         }
-        let src = &data[start..end];
         let image = c * h * w;
         let mut out = vec![0f32; b * image];
         if image > 0 {

@@ -294,12 +294,7 @@ impl CustomOp1 for WindowAttention {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("window attention runs on f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("window attention needs a contiguous qkv tensor");
-        };
+        let data = super::elementwise::contiguous_f32(storage, layout, "window attention")?;
         let (b, l, width) = layout.shape().dims3()?;
         let (h, w) = self.grid;
         if l != h * w || width != self.row_width() {
@@ -310,7 +305,6 @@ impl CustomOp1 for WindowAttention {
                 self.row_width()
             );
         }
-        let data = &data[start..end];
         let (n_h, n_w) = self.windows();
         let results: Vec<Vec<f32>> = (0..b * n_h * n_w)
             .into_par_iter()
