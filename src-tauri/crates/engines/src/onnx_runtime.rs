@@ -4,8 +4,8 @@
 //! Search order ([`search_dirs`]): `ORT_DYLIB_PATH`; the copy bundled with the app (next to
 //! the executable, in its `lib/`, then the folders the app names with [`set_app_dirs`]: its
 //! bundle's resources, then the models folder); Dormouse's folder in the user's cache
-//! (`dirs::cache_dir()`); in debug builds only, the test fixtures (`scripts/fixtures.sh`);
-//! then the system's library folders. The version is read through the library's own C entry
+//! (`dirs::cache_dir()`); with the `test-support` feature only (tests, benches), the test
+//! fixtures (`scripts/fixtures.sh`); then the system's library folders. The version is read through the library's own C entry
 //! point (`OrtGetApiBase()->GetVersionString()`).
 
 use std::ffi::{c_char, c_void, CStr};
@@ -63,8 +63,9 @@ pub fn search_dirs(
     dirs.extend(app_dirs.iter().cloned());
     if let Some(cache) = cache_dir {
         dirs.push(cache.join("dormouse").join("onnxruntime"));
-        // The test fixtures (scripts/fixtures.sh): never part of what a release build finds.
-        if cfg!(debug_assertions) {
+        // The test fixtures (scripts/fixtures.sh): only where the crate is built for tests,
+        // never part of what a package finds.
+        if cfg!(feature = "test-support") {
             dirs.push(cache.join("dormouse").join("fixtures"));
         }
     }
@@ -240,10 +241,10 @@ mod tests {
             ]
         );
         assert_eq!(dirs[5], PathBuf::from("/cache/dormouse/onnxruntime"));
-        // The test fixtures are searched in debug builds (tests) and never in a release build.
+        // The test fixtures are searched where the crate is built for tests, never otherwise.
         assert_eq!(
             dirs.contains(&PathBuf::from("/cache/dormouse/fixtures")),
-            cfg!(debug_assertions)
+            cfg!(feature = "test-support")
         );
     }
 
