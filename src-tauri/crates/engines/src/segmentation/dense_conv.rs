@@ -93,16 +93,20 @@ impl DenseConv2d {
         let (oh, ow) = (self.columns.out_side(h), self.columns.out_side(w));
         let columns = xs.contiguous()?.apply_op1_no_bwd(&self.columns)?;
         let out = self.weight.dim(0)?;
-        let ys = if b == 1 {
-            self.weight.matmul(&columns.i(0)?)?
-        } else {
-            let ys = (0..b)
-                .map(|i| self.weight.matmul(&columns.i(i)?))
-                .collect::<Result<Vec<_>>>()?;
-            Tensor::stack(&ys, 0)?
-        };
-        ys.reshape((b, out, oh, ow))
+        product_per_image(&self.weight, &columns)?.reshape((b, out, oh, ow))
     }
+}
+
+/// `weight (out × k)` times each image's `k × p` matrix of `planes (b, k, p)`: `(b, out, p)`.
+pub(crate) fn product_per_image(weight: &Tensor, planes: &Tensor) -> Result<Tensor> {
+    let b = planes.dim(0)?;
+    if b == 1 {
+        return weight.matmul(&planes.i(0)?)?.unsqueeze(0);
+    }
+    let ys = (0..b)
+        .map(|i| weight.matmul(&planes.i(i)?))
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::stack(&ys, 0)
 }
 
 #[cfg(test)]

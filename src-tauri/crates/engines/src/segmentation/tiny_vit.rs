@@ -22,11 +22,11 @@
 //! `network::tests::our_tiny_vit_agrees_with_candles` checks the result against candle's own TinyViT
 //! on the same weights.
 
-use candle_core::{IndexOp, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
 use super::channel_norm::ChannelNorm;
-use super::dense_conv::DenseConv2d;
+use super::dense_conv::{product_per_image, DenseConv2d};
 use super::depthwise::{ChannelsLast, DepthwiseConv2d};
 use super::elementwise::{AddInPlace, BiasGelu, Channels};
 use super::mbconv::BandedMbConv;
@@ -167,63 +167,36 @@ impl FusedConv {
     }
 }
 
+impl FusedConv {
+    /// `ys`, a product just computed `(b, c, h, w)`, with its bias and GELU applied in place.
+    fn bias_gelu_in_place(&self, ys: Tensor, bias: Option<&[f32]>) -> Result<Tensor> {
+        let (_, _, h, w) = ys.dims4()?;
+        BiasGelu {
+            bias,
+            channels: Channels::First { plane: h * w },
+            gelu: self.gelu,
+        }
+        .apply(&ys)?;
+        Ok(ys)
+    }
+}
+
 impl Module for FusedConv {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match &self.kind {
             ConvKind::Pointwise { weight, bias } => {
                 let (b, c, h, w) = xs.dims4()?;
-                let out = weight.dim(0)?;
-                let planes = xs.reshape((b, c, h * w))?;
-                let ys = if b == 1 {
-                    weight.matmul(&planes.i(0)?)?
-                } else {
-                    let ys = (0..b)
-                        .map(|i| weight.matmul(&planes.i(i)?))
-                        .collect::<Result<Vec<_>>>()?;
-                    Tensor::stack(&ys, 0)?
-                };
-                // The product is a new tensor: its bias and GELU are applied in place.
-                BiasGelu {
-                    bias: bias.as_deref(),
-                    channels: Channels::First { plane: h * w },
-                    gelu: self.gelu,
-                }
-                .apply(&ys)?;
-                ys.reshape((b, out, h, w))
+                let ys = product_per_image(weight, &xs.reshape((b, c, h * w))?)?;
+                self.bias_gelu_in_place(ys.reshape((b, weight.dim(0)?, h, w))?, bias.as_deref())
             }
             ConvKind::Depthwise(op) => xs.contiguous()?.apply_op1_no_bwd(op),
             ConvKind::Dense { conv, bias } => {
-                let ys = conv.forward_without_bias(xs)?;
-                let (_, _, oh, ow) = ys.dims4()?;
-                // The product is a new tensor: its bias and GELU are applied in place.
-                BiasGelu {
-                    bias: bias.as_deref(),
-                    channels: Channels::First { plane: oh * ow },
-                    gelu: self.gelu,
-                }
-                .apply(&ys)?;
-                Ok(ys)
+                self.bias_gelu_in_place(conv.forward_without_bias(xs)?, bias.as_deref())
             }
-            ConvKind::Other { conv } => {
-                let ys = conv.forward(xs)?;
-                if self.gelu {
-                    // candle's convolution (and its bias add) made a new tensor.
-                    gelu_in_place(&ys)?;
-                }
-                Ok(ys)
-            }
+            // candle's convolution (and its bias add) made a new tensor.
+            ConvKind::Other { conv } => self.bias_gelu_in_place(conv.forward(xs)?, None),
         }
     }
-}
-
-/// GELU applied in place to a tensor that owns its storage.
-fn gelu_in_place(t: &Tensor) -> Result<()> {
-    BiasGelu {
-        bias: None,
-        channels: Channels::Last,
-        gelu: true,
-    }
-    .apply(t)
 }
 
 #[derive(Debug)]
