@@ -24,11 +24,28 @@ pub(crate) struct ChannelNorm {
 impl ChannelNorm {
     /// `weight` and `bias` of `channels` values from `vb`, as `LayerNorm2d` reads them.
     pub(crate) fn new(channels: usize, eps: f32, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Self {
-            weight: vb.get(channels, "weight")?.to_vec1::<f32>()?,
-            bias: vb.get(channels, "bias")?.to_vec1::<f32>()?,
+        Self::from_tensors(
+            &vb.get(channels, "weight")?,
+            &vb.get(channels, "bias")?,
             eps,
-        })
+        )
+    }
+
+    /// The norm with `weight` and `bias`, one value per channel each.
+    pub(crate) fn from_tensors(
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+    ) -> candle_core::Result<Self> {
+        let (weight, bias) = (weight.to_vec1::<f32>()?, bias.to_vec1::<f32>()?);
+        if weight.len() != bias.len() {
+            candle_core::bail!(
+                "{} weights and {} biases for one norm",
+                weight.len(),
+                bias.len()
+            );
+        }
+        Ok(Self { weight, bias, eps })
     }
 }
 

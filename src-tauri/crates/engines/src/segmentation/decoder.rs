@@ -1,16 +1,34 @@
-//! A differentiable copy of Segment Anything's mask decoder, for fine-tuning. candle 0.11's
-//! own decoder computes attention with `softmax_last_dim` and its layer norms with a fused
-//! kernel, neither of which has a backward pass, so no gradient would reach the transformer.
-//! This one has the same layers and tensor names (`mask_decoder.*`), built from plain
-//! differentiable ops; a test checks it matches candle's decoder on the same weights.
+//! Segment Anything's mask decoder: its layers and weights (`mask_decoder.*`, the names
+//! candle's decoder reads), run one of two ways ([`Pass`]). Fine-tuning needs gradients to
+//! reach the transformer, and candle 0.11's own decoder computes attention with
+//! `softmax_last_dim` and its layer norms with a fused kernel, neither of which has a
+//! backward pass; so [`Pass::Train`] is built from plain differentiable ops. Inference
+//! ([`Pass::Infer`]) takes the fused kernels instead, and the upscaling's transposed
+//! convolutions, channel norm and GELUs take the encoder's ([`upsample`], [`ChannelNorm`]),
+//! where candle's decoder spent most of a re-prompt. Tests check both against candle's
+//! decoder on the same weights.
 
 use candle_core::{IndexOp, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
+
+use super::channel_norm::ChannelNorm;
+use super::elementwise::{BiasGelu, Channels};
+use super::token_attention::attend;
+use super::upsample::upsample;
 
 const DIM: usize = 256;
 const HEADS: usize = 8;
 const MLP_DIM: usize = 2048;
 const MASK_TOKENS: usize = 4;
+
+/// Which way a forward pass goes through the decoder's layers: the same arithmetic either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Elementary ops with a backward pass, so gradients reach every weight (fine-tuning).
+    Train,
+    /// Fused kernels without one (segmenting).
+    Infer,
+}
 
 /// Layer norm over the last dimension, from elementary (differentiable) ops.
 struct Norm {
@@ -29,6 +47,20 @@ impl Norm {
     }
 }
 
+impl Norm {
+    fn apply(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        match pass {
+            Pass::Train => self.forward(x),
+            Pass::Infer => candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            ),
+        }
+    }
+}
+
 impl Module for Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
@@ -44,6 +76,26 @@ impl Module for Norm {
 struct Norm2d {
     weight: Tensor,
     bias: Tensor,
+}
+
+impl Norm2d {
+    /// The norm, then GELU.
+    fn apply_gelu(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        match pass {
+            Pass::Train => self.forward(x)?.gelu(),
+            Pass::Infer => {
+                let normed =
+                    ChannelNorm::from_tensors(&self.weight, &self.bias, 1e-6)?.forward(x)?;
+                BiasGelu {
+                    bias: None,
+                    channels: Channels::Last,
+                    gelu: true,
+                }
+                .apply(&normed)?;
+                Ok(normed)
+            }
+        }
+    }
 }
 
 impl Module for Norm2d {
@@ -83,7 +135,13 @@ impl Attention {
             .contiguous()
     }
 
-    fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn forward(&self, q: &Tensor, k: &Tensor, v: &Tensor, pass: Pass) -> Result<Tensor> {
+        if pass == Pass::Infer {
+            let q = q.contiguous()?.apply(&self.q)?;
+            let k = k.contiguous()?.apply(&self.k)?;
+            let v = v.contiguous()?.apply(&self.v)?;
+            return attend(&q, &k, &v, HEADS)?.apply(&self.out);
+        }
         let q = Self::heads(&q.contiguous()?.apply(&self.q)?)?;
         let k = Self::heads(&k.contiguous()?.apply(&self.k)?)?;
         let v = Self::heads(&v.contiguous()?.apply(&self.v)?)?;
@@ -133,24 +191,25 @@ impl Block {
         keys: &Tensor,
         query_pe: &Tensor,
         key_pe: &Tensor,
+        pass: Pass,
     ) -> Result<(Tensor, Tensor)> {
         let queries = if self.skip_first_pe {
-            self.self_attn.forward(queries, queries, queries)?
+            self.self_attn.forward(queries, queries, queries, pass)?
         } else {
             let q = (queries + query_pe)?;
-            (queries + self.self_attn.forward(&q, &q, queries)?)?
+            (queries + self.self_attn.forward(&q, &q, queries, pass)?)?
         };
-        let queries = self.norm1.forward(&queries)?;
+        let queries = self.norm1.apply(&queries, pass)?;
         let q = (&queries + query_pe)?;
+        // The image tokens with their positions, for both cross attentions.
         let k = (keys + key_pe)?;
-        let queries = (&queries + self.token_to_image.forward(&q, &k, keys)?)?;
-        let queries = self.norm2.forward(&queries)?;
+        let queries = (&queries + self.token_to_image.forward(&q, &k, keys, pass)?)?;
+        let queries = self.norm2.apply(&queries, pass)?;
         let mlp = queries.apply(&self.lin1)?.relu()?.apply(&self.lin2)?;
-        let queries = self.norm3.forward(&(queries + mlp)?)?;
+        let queries = self.norm3.apply(&(queries + mlp)?, pass)?;
         let q = (&queries + query_pe)?;
-        let k = (keys + key_pe)?;
-        let keys = (keys + self.image_to_token.forward(&k, &q, &queries)?)?;
-        let keys = self.norm4.forward(&keys)?;
+        let keys = (keys + self.image_to_token.forward(&k, &q, &queries, pass)?)?;
+        let keys = self.norm4.apply(&keys, pass)?;
         Ok((queries, keys))
     }
 }
@@ -173,6 +232,28 @@ impl Upsample {
             bias: vb.get(out, "bias")?,
             out,
         })
+    }
+}
+
+impl Upsample {
+    /// `x` is `(b, c, h · w)`, channels first (a transposed view is fine); returns
+    /// `(b, out, 2h, 2w)`, with GELU applied if `gelu`.
+    fn apply(&self, x: &Tensor, (h, w): (usize, usize), pass: Pass, gelu: bool) -> Result<Tensor> {
+        match pass {
+            Pass::Train => {
+                let (b, c, _) = x.dims3()?;
+                let up = self.forward(&x.reshape((b, c, h, w))?)?;
+                if gelu {
+                    up.gelu()
+                } else {
+                    Ok(up)
+                }
+            }
+            Pass::Infer => {
+                let bias = self.bias.to_vec1::<f32>()?;
+                upsample(x, (h, w), &self.weight, &bias, gelu)
+            }
+        }
     }
 }
 
@@ -221,7 +302,7 @@ impl Module for Mlp {
 }
 
 /// The mask decoder (two-way transformer, upscaling, hypernetworks, IoU head).
-pub(crate) struct TrainableDecoder {
+pub(crate) struct MaskDecoder {
     iou_token: Tensor,
     mask_tokens: Tensor,
     blocks: Vec<Block>,
@@ -234,7 +315,7 @@ pub(crate) struct TrainableDecoder {
     iou_head: Mlp,
 }
 
-impl TrainableDecoder {
+impl MaskDecoder {
     /// Builds the decoder from `vb` (prefix `mask_decoder` already applied).
     pub(crate) fn new(vb: VarBuilder) -> Result<Self> {
         let t = vb.pp("transformer");
@@ -268,30 +349,35 @@ impl TrainableDecoder {
         image_pe: &Tensor,
         sparse: &Tensor,
         dense: &Tensor,
+        pass: Pass,
     ) -> Result<(Tensor, Tensor)> {
         let output_tokens = Tensor::cat(&[&self.iou_token, &self.mask_tokens], 0)?.unsqueeze(0)?;
         let tokens = Tensor::cat(&[&output_tokens, sparse], 1)?;
         let src = embeddings.broadcast_add(dense)?;
-        let (b, c, h, w) = src.dims4()?;
-        let keys0 = src.flatten_from(2)?.permute((0, 2, 1))?;
-        let key_pe = image_pe.flatten_from(2)?.permute((0, 2, 1))?;
+        let (b, _, h, w) = src.dims4()?;
+        // Token-major and contiguous once, not strided through every block's additions.
+        let keys0 = src.flatten_from(2)?.permute((0, 2, 1))?.contiguous()?;
+        let key_pe = image_pe.flatten_from(2)?.permute((0, 2, 1))?.contiguous()?;
         let (mut queries, mut keys) = (tokens.clone(), keys0);
         for block in &self.blocks {
-            (queries, keys) = block.forward(&queries, &keys, &tokens, &key_pe)?;
+            (queries, keys) = block.forward(&queries, &keys, &tokens, &key_pe, pass)?;
         }
         let q = (&queries + &tokens)?;
         let k = (&keys + &key_pe)?;
-        let queries = (&queries + self.final_attn.forward(&q, &k, &keys)?)?;
-        let hs = self.norm_final.forward(&queries)?;
+        let queries = (&queries + self.final_attn.forward(&q, &k, &keys, pass)?)?;
+        let hs = self.norm_final.apply(&queries, pass)?;
 
-        let src = keys.transpose(1, 2)?.reshape((b, c, h, w))?;
         let upscaled = self
             .up1
-            .forward(&src)?
-            .apply(&self.up_norm)?
-            .gelu()?
-            .apply(&self.up2)?
-            .gelu()?;
+            .apply(&keys.transpose(1, 2)?, (h, w), pass, false)?;
+        let upscaled = self.up_norm.apply_gelu(&upscaled, pass)?;
+        let (_, c_up, h_up, w_up) = upscaled.dims4()?;
+        let upscaled = self.up2.apply(
+            &upscaled.reshape((b, c_up, h_up * w_up))?,
+            (h_up, w_up),
+            pass,
+            true,
+        )?;
         let hyper_in = self
             .hyper
             .iter()
@@ -313,7 +399,7 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
-    use candle_transformers::models::segment_anything::mask_decoder::MaskDecoder;
+    use candle_transformers::models::segment_anything::mask_decoder::MaskDecoder as CandleDecoder;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
@@ -324,10 +410,10 @@ mod tests {
     }
 
     #[test]
-    fn matches_candles_mask_decoder_on_the_same_weights() {
+    fn both_passes_match_candles_mask_decoder_on_the_same_weights() {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let theirs = MaskDecoder::new(DIM, 3, 3, 256, vb.pp("mask_decoder")).expect("candle");
+        let theirs = CandleDecoder::new(DIM, 3, 3, 256, vb.pp("mask_decoder")).expect("candle");
         {
             let data = varmap.data().lock().expect("lock");
             let mut names: Vec<&String> = data.keys().collect();
@@ -342,7 +428,7 @@ mod tests {
                     .expect("set");
             }
         }
-        let ours = TrainableDecoder::new(vb.pp("mask_decoder")).expect("ours");
+        let ours = MaskDecoder::new(vb.pp("mask_decoder")).expect("ours");
         let dev = Device::Cpu;
         let embeddings = Tensor::randn(0f32, 1.0, (1, DIM, 64, 64), &dev).expect("e");
         let pe = Tensor::randn(0f32, 1.0, (1, DIM, 64, 64), &dev).expect("pe");
@@ -350,28 +436,33 @@ mod tests {
         let dense = Tensor::randn(0f32, 1.0, (1, DIM, 1, 1), &dev)
             .and_then(|d| d.expand((1, DIM, 64, 64)))
             .expect("d");
-        let (masks, iou) = ours
-            .forward(&embeddings, &pe, &sparse, &dense)
-            .expect("ours");
-        for multimask in [false, true] {
-            let (m, i) = theirs
-                .forward(&embeddings, &pe, &sparse, &dense, multimask)
-                .expect("candle");
-            let range = if multimask { 1..4 } else { 0..1 };
-            let our_m = masks.i((.., range.clone())).expect("m");
-            let our_i = iou.i((.., range)).expect("i");
-            assert_eq!(our_m.dims(), m.dims());
-            let scale = m
-                .abs()
-                .and_then(|a| a.max_all())
-                .and_then(|a| a.to_scalar::<f32>())
-                .expect("s");
-            assert!(scale > 0.0 && scale.is_finite());
-            assert!(
-                max_diff(&our_m, &m) <= 1e-3 * scale.max(1.0),
-                "masks differ"
-            );
-            assert!(max_diff(&our_i, &i) <= 1e-4, "IoU predictions differ");
+        for pass in [Pass::Train, Pass::Infer] {
+            let (masks, iou) = ours
+                .forward(&embeddings, &pe, &sparse, &dense, pass)
+                .expect("ours");
+            for multimask in [false, true] {
+                let (m, i) = theirs
+                    .forward(&embeddings, &pe, &sparse, &dense, multimask)
+                    .expect("candle");
+                let range = if multimask { 1..4 } else { 0..1 };
+                let our_m = masks.i((.., range.clone())).expect("m");
+                let our_i = iou.i((.., range)).expect("i");
+                assert_eq!(our_m.dims(), m.dims());
+                let scale = m
+                    .abs()
+                    .and_then(|a| a.max_all())
+                    .and_then(|a| a.to_scalar::<f32>())
+                    .expect("s");
+                assert!(scale > 0.0 && scale.is_finite());
+                assert!(
+                    max_diff(&our_m, &m) <= 1e-3 * scale.max(1.0),
+                    "masks differ ({pass:?})"
+                );
+                assert!(
+                    max_diff(&our_i, &i) <= 1e-4,
+                    "IoU predictions differ ({pass:?})"
+                );
+            }
         }
     }
 }

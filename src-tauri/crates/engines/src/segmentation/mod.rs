@@ -12,7 +12,9 @@ mod flops;
 mod mbconv;
 mod network;
 mod tiny_vit;
+mod token_attention;
 pub mod training;
+mod upsample;
 pub mod weights;
 mod window_attention;
 

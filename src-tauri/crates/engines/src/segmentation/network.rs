@@ -6,9 +6,9 @@
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::segment_anything::image_encoder::ImageEncoderViT;
-use candle_transformers::models::segment_anything::mask_decoder::MaskDecoder;
 use candle_transformers::models::segment_anything::prompt_encoder::PromptEncoder;
 
+use super::decoder::{MaskDecoder, Pass};
 use super::tiny_vit::TinyViT;
 use super::SamSize;
 
@@ -78,7 +78,7 @@ impl SamNet {
         )?;
         let prompts = PromptWeights::new(vb.pp("prompt_encoder"))?;
         let dense_pe = prompt_encoder.get_dense_pe()?;
-        let mask_decoder = MaskDecoder::new(PROMPT_DIM, 3, 3, 256, vb.pp("mask_decoder"))?;
+        let mask_decoder = MaskDecoder::new(vb.pp("mask_decoder"))?;
         let pixel_mean = Tensor::new(&[123.675f32, 116.28, 103.53], &device)?.reshape((3, 1, 1))?;
         let pixel_std = Tensor::new(&[58.395f32, 57.12, 57.375], &device)?.reshape((3, 1, 1))?;
         Ok(Self {
@@ -145,15 +145,16 @@ impl SamNet {
         multimask: bool,
     ) -> candle_core::Result<(Vec<Vec<f32>>, Vec<f32>)> {
         let (sparse, dense, image_pe) = self.prompt_inputs(prompt)?;
-        let (masks, iou) = self
-            .mask_decoder
-            .forward(embeddings, &image_pe, &sparse, &dense, multimask)?;
-        let masks = masks.i(0)?; // (k, 256, 256)
-        let k = masks.dim(0)?;
-        let logits = (0..k)
-            .map(|i| masks.i(i)?.flatten_all()?.to_vec1::<f32>())
+        let (masks, iou) =
+            self.mask_decoder
+                .forward(embeddings, &image_pe, &sparse, &dense, Pass::Infer)?;
+        // Mask 0 answers an unambiguous prompt, masks 1–3 a single click.
+        let range = if multimask { 1..4 } else { 0..1 };
+        let logits = range
+            .clone()
+            .map(|i| masks.i((0, i))?.flatten_all()?.to_vec1::<f32>())
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let iou = iou.i(0)?.to_vec1::<f32>()?;
+        let iou = iou.i((0, range))?.to_vec1::<f32>()?;
         Ok((logits, iou))
     }
 }

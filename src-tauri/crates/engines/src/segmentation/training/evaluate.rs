@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 use super::data::{Output, Sample, TrainingPair};
 use super::decode;
 use crate::error::EngineError;
-use crate::segmentation::decoder::TrainableDecoder;
+use crate::segmentation::decoder::{MaskDecoder, Pass};
 use crate::segmentation::SamModel;
 
 /// IoU of each mask (logits > 0) with the target, inside the image.
@@ -32,7 +32,7 @@ pub(super) fn ious(masks: &Tensor, sample: &Sample) -> Result<Vec<f32>, EngineEr
 /// of the three masks by predicted IoU, as segmenting does).
 pub(super) fn eval_iou(
     model: &SamModel,
-    decoder: &TrainableDecoder,
+    decoder: &MaskDecoder,
     pair: &TrainingPair,
     sample: &Sample,
 ) -> Result<f32, EngineError> {
@@ -40,7 +40,7 @@ pub(super) fn eval_iou(
         points: vec![],
         bbox: Some(pair.bbox()),
     };
-    let (masks, _) = decode(model, decoder, sample, &boxed, Output::Single)?;
+    let (masks, _) = decode(model, decoder, sample, &boxed, Output::Single, Pass::Infer)?;
     let box_iou = ious(&masks, sample)?[0];
     let (x, y) = pair.centre();
     let click = crate::segmentation::Prompt {
@@ -51,7 +51,7 @@ pub(super) fn eval_iou(
         }],
         bbox: None,
     };
-    let (masks, predicted) = decode(model, decoder, sample, &click, Output::Multi)?;
+    let (masks, predicted) = decode(model, decoder, sample, &click, Output::Multi, Pass::Infer)?;
     let predicted = predicted.to_vec1::<f32>()?;
     let best = predicted
         .iter()

@@ -26,7 +26,7 @@ use self::data::{embed, sample_prompt, Output, Sample};
 #[cfg(feature = "test-support")]
 pub use self::data::{synthetic_pairs, write_synthetic_pairs};
 use self::evaluate::{eval_iou, ious};
-use super::decoder::TrainableDecoder;
+use super::decoder::{MaskDecoder, Pass};
 
 use super::{weights, Rng, SamModel};
 use crate::error::EngineError;
@@ -197,7 +197,7 @@ pub fn fine_tune(
     let started = Instant::now();
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let decoder = TrainableDecoder::new(vb.pp("mask_decoder"))?;
+    let decoder = MaskDecoder::new(vb.pp("mask_decoder"))?;
     load_decoder_weights(&varmap, base_weights)?;
 
     let mut samples = Vec::with_capacity(pairs.len());
@@ -345,18 +345,20 @@ fn load_decoder_weights(varmap: &VarMap, base: &Path) -> Result<(), EngineError>
     Ok(())
 }
 
-/// The masks and IoU predictions the prompt is scored on: `(k, 256, 256)` and `(k,)`.
+/// The masks and IoU predictions the prompt is scored on: `(k, 256, 256)` and `(k,)`, with
+/// gradients when `pass` is [`Pass::Train`].
 fn decode(
     model: &SamModel,
-    decoder: &TrainableDecoder,
+    decoder: &MaskDecoder,
     sample: &Sample,
     prompt: &super::Prompt,
     output: Output,
+    pass: Pass,
 ) -> Result<(Tensor, Tensor), EngineError> {
     let (sparse, dense, image_pe) = model
         .net
         .prompt_inputs(&super::frame_prompt(prompt, sample.scale))?;
-    let (masks, iou) = decoder.forward(&sample.embeddings, &image_pe, &sparse, &dense)?;
+    let (masks, iou) = decoder.forward(&sample.embeddings, &image_pe, &sparse, &dense, pass)?;
     let (masks, iou) = (masks.i(0)?, iou.i(0)?);
     Ok(match output {
         Output::Single => (masks.narrow(0, 0, 1)?, iou.narrow(0, 0, 1)?),
@@ -367,12 +369,12 @@ fn decode(
 /// Cross-entropy + dice loss of the best of the prompt's masks, plus the IoU head's error.
 fn prompt_loss(
     model: &SamModel,
-    decoder: &TrainableDecoder,
+    decoder: &MaskDecoder,
     sample: &Sample,
     prompt: &super::Prompt,
     output: Output,
 ) -> Result<Tensor, EngineError> {
-    let (masks, predicted_iou) = decode(model, decoder, sample, prompt, output)?;
+    let (masks, predicted_iou) = decode(model, decoder, sample, prompt, output, Pass::Train)?;
     let actual = ious(&masks, sample)?;
     let k = actual.len();
     let (t, v) = (&sample.target, &sample.valid);
