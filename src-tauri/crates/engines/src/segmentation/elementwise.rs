@@ -268,7 +268,7 @@ pub(crate) fn bias_gelu_run(run: &mut [f32], bias: f32, gelu: bool) {
     run_generic(run, bias, gelu)
 }
 
-fn bias_gelu_row(row: &mut [f32], bias: &[f32], gelu: bool) {
+pub(crate) fn bias_gelu_row(row: &mut [f32], bias: &[f32], gelu: bool) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).

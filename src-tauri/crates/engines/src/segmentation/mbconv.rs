@@ -11,6 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
 use super::depthwise::{DepthwiseConv2d, RowSpan};
+use super::product::{matmul_into, Threads};
 
 /// Output rows per band: the expansion of a band and its halo stays within a few megabytes.
 const BAND_ROWS: usize = 16;
@@ -24,74 +25,6 @@ pub(crate) struct BandedMbConv<'a> {
     pub(crate) depthwise: &'a DepthwiseConv2d,
     /// `(channels, hidden)` row-major, and its bias; the residual and GELU follow.
     pub(crate) project: (&'a [f32], &'a [f32]),
-}
-
-/// `dst (m × n, row stride dst_rs) = lhs (m × k, row stride lhs_rs) · rhs (k × n, row stride
-/// rhs_rs)`, every matrix row-major, through candle's GEMM.
-#[allow(clippy::too_many_arguments)]
-fn matmul_into(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    dst_rs: usize,
-    lhs: &[f32],
-    lhs_rs: usize,
-    rhs: &[f32],
-    rhs_rs: usize,
-) -> candle_core::Result<()> {
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    // The last element each matrix is read or written at must lie inside its slice.
-    let span = |rows: usize, stride: usize, cols: usize| {
-        rows.checked_sub(1)
-            .and_then(|r| r.checked_mul(stride))
-            .and_then(|at| at.checked_add(cols))
-    };
-    let fits = |needed: Option<usize>, len: usize| needed.is_some_and(|n| n <= len);
-    if k == 0
-        || !fits(span(m, dst_rs, n), dst.len())
-        || !fits(span(m, lhs_rs, k), lhs.len())
-        || !fits(span(k, rhs_rs, n), rhs.len())
-        || n > dst_rs
-        || k > lhs_rs
-        || n > rhs_rs
-    {
-        candle_core::bail!("a {m} × {k} · {k} × {n} product does not fit its buffers");
-    }
-    let as_isize = |v: usize| isize::try_from(v).map_err(|_| candle_core::Error::msg("stride"));
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the checks above keep every element gemm reads or writes inside `dst`, `lhs`
-    // and `rhs` (rows of the given strides, unit column stride, rows no longer than their
-    // stride); `dst` is borrowed mutably, so nothing else reads or writes it meanwhile.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            as_isize(dst_rs)?,
-            false,
-            lhs.as_ptr(),
-            1,
-            as_isize(lhs_rs)?,
-            rhs.as_ptr(),
-            1,
-            as_isize(rhs_rs)?,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-    Ok(())
 }
 
 impl BandedMbConv<'_> {
@@ -111,6 +44,7 @@ impl BandedMbConv<'_> {
             let in_len = (bottom - top) * w;
             let expanded = &mut expanded[..hidden * in_len];
             matmul_into(
+                Threads::All,
                 (hidden, in_len, channels),
                 expanded,
                 in_len,
@@ -138,6 +72,7 @@ impl BandedMbConv<'_> {
                 .for_each(|(channel, (dst, src))| self.depthwise.rows(channel, src, span, w, dst));
             // The projection into the output rows, then bias + residual + GELU there.
             matmul_into(
+                Threads::All,
                 (channels, out_len, hidden),
                 &mut dst[y0 * w..],
                 plane,
@@ -283,7 +218,5 @@ mod tests {
             x.apply_op1_no_bwd(&banded).is_err(),
             "five channels, weights for four"
         );
-        let mut dst = vec![0f32; 4];
-        assert!(matmul_into((2, 2, 2), &mut dst, 2, &[0.0; 3], 2, &[0.0; 4], 2).is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! manager; [`SamModel::segment`] answers point and box prompts with the best mask. The image
 //! embedding — the expensive part — is cached per image, so re-prompting only decodes.
 
+mod banded_mlp;
 mod channel_norm;
 mod decoder;
 mod dense_conv;
@@ -11,6 +12,7 @@ mod elementwise;
 mod flops;
 mod mbconv;
 mod network;
+mod product;
 mod tiny_vit;
 mod token_attention;
 pub mod training;

@@ -7,15 +7,15 @@
 //!   so a `Conv2dBN` is one convolution with a bias;
 //! - depthwise convolutions run [`DepthwiseConv2d`] instead of candle's one-convolution-per-
 //!   group loop;
-//! - 1 × 1 convolutions and the MLPs' linear layers run as one matrix product each, without
-//!   the im2col copy, and their bias and GELU are one in-place pass ([`BiasGelu`]);
+//! - 1 × 1 convolutions and the attention's linear layers run as one matrix product each,
+//!   without the im2col copy, and their bias and GELU are one in-place pass ([`BiasGelu`]);
 //! - the windowed attention reads q, k and v in grid order and writes each token's heads in
 //!   place of candle's padding, window partition, batched products and reverse partition
 //!   ([`WindowAttention`]);
 //! - dense convolutions (the patch embedding, the neck) multiply the weights by a tap-major
 //!   column matrix, so the product is already channels-first ([`DenseConv2d`]);
-//! - the MBConv blocks run in bands of rows whose intermediate tensors stay in cache
-//!   ([`BandedMbConv`]);
+//! - the MBConv blocks, and the transformer blocks' MLPs with their residuals, run in bands
+//!   of rows whose intermediate tensors stay in cache ([`BandedMbConv`], [`BandedMlp`]);
 //! - the local convolution runs on the tokens as they are, channels last ([`ChannelsLast`]),
 //!   and the neck's layer norms are two passes each ([`ChannelNorm`]).
 //!
@@ -25,6 +25,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
+use super::banded_mlp::BandedMlp;
 use super::channel_norm::ChannelNorm;
 use super::dense_conv::{product_per_image, DenseConv2d};
 use super::depthwise::{ChannelsLast, DepthwiseConv2d};
@@ -385,21 +386,19 @@ impl Module for ConvLayer {
     }
 }
 
-/// A linear layer on channels-last rows: one product, then its bias (and GELU) in place.
+/// A linear layer on channels-last rows: one product, then its bias in place.
 #[derive(Debug)]
 struct RowLinear {
     /// `(out, in)`, as stored.
     weight: Tensor,
     bias: Vec<f32>,
-    gelu: bool,
 }
 
 impl RowLinear {
-    fn new(in_: usize, out: usize, gelu: bool, vb: VarBuilder) -> Result<Self> {
+    fn new(in_: usize, out: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             weight: vb.get((out, in_), "weight")?,
             bias: vb.get(out, "bias")?.to_vec1::<f32>()?,
-            gelu,
         })
     }
 }
@@ -415,7 +414,7 @@ impl Module for RowLinear {
         BiasGelu {
             bias: Some(&self.bias),
             channels: Channels::Last,
-            gelu: self.gelu,
+            gelu: false,
         }
         .apply(&ys)?;
         let mut out = lead.to_vec();
@@ -424,27 +423,26 @@ impl Module for RowLinear {
     }
 }
 
-#[derive(Debug)]
-struct Mlp {
-    norm: candle_nn::LayerNorm,
-    fc1: RowLinear,
-    fc2: RowLinear,
-}
-
-impl Mlp {
-    fn new(in_: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            norm: candle_nn::layer_norm(in_, 1e-5, vb.pp("norm"))?,
-            fc1: RowLinear::new(in_, hidden, true, vb.pp("fc1"))?,
-            fc2: RowLinear::new(hidden, in_, false, vb.pp("fc2"))?,
-        })
-    }
-}
-
-impl Module for Mlp {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.apply(&self.norm)?.apply(&self.fc1)?.apply(&self.fc2)
-    }
+/// A TinyViT block's MLP (`mlp.norm`, `mlp.fc1`, `mlp.fc2`), run with its residual in
+/// bands of rows ([`BandedMlp`]).
+fn mlp(in_: usize, hidden: usize, vb: VarBuilder) -> Result<BandedMlp> {
+    let values = |t: Tensor| t.flatten_all()?.to_vec1::<f32>();
+    let (norm, fc1, fc2) = (vb.pp("norm"), vb.pp("fc1"), vb.pp("fc2"));
+    BandedMlp::new(
+        (
+            values(norm.get(in_, "weight")?)?,
+            values(norm.get(in_, "bias")?)?,
+            1e-5,
+        ),
+        (
+            values(fc1.get((hidden, in_), "weight")?)?,
+            values(fc1.get(hidden, "bias")?)?,
+        ),
+        (
+            values(fc2.get((in_, hidden), "weight")?)?,
+            values(fc2.get(in_, "bias")?)?,
+        ),
+    )
 }
 
 /// A TinyViT block's attention: layer norm, the `qkv` projection over the whole grid, the
@@ -469,13 +467,8 @@ impl Attention {
         let key_dim = dim / num_heads;
         let value_dim = key_dim;
         let norm = candle_nn::layer_norm(dim, 1e-5, vb.pp("norm"))?;
-        let qkv = RowLinear::new(
-            dim,
-            num_heads * (2 * key_dim + value_dim),
-            false,
-            vb.pp("qkv"),
-        )?;
-        let proj = RowLinear::new(num_heads * value_dim, dim, false, vb.pp("proj"))?;
+        let qkv = RowLinear::new(dim, num_heads * (2 * key_dim + value_dim), vb.pp("qkv"))?;
+        let proj = RowLinear::new(num_heads * value_dim, dim, vb.pp("proj"))?;
 
         // The bias between two tokens of a window depends on their offset.
         let points = (0..window_size)
@@ -539,7 +532,7 @@ impl Module for Attention {
 struct TinyViTBlock {
     attn: Attention,
     local_conv: FusedConv,
-    mlp: Mlp,
+    mlp: BandedMlp,
     input_resolution: (usize, usize),
 }
 
@@ -552,7 +545,7 @@ impl TinyViTBlock {
         vb: VarBuilder,
     ) -> Result<Self> {
         let attn = Attention::new(dim, num_heads, window_size, input_resolution, vb.pp("attn"))?;
-        let mlp = Mlp::new(dim, dim * MLP_RATIO, vb.pp("mlp"))?;
+        let mlp = mlp(dim, dim * MLP_RATIO, vb.pp("mlp"))?;
         let cfg = Conv2dConfig {
             padding: LOCAL_CONV_SIZE / 2,
             groups: dim,
@@ -589,9 +582,7 @@ impl Module for TinyViTBlock {
                 .transpose(1, 2)?
                 .contiguous()?,
         };
-        let ys = self.mlp.forward(&xs)?;
-        AddInPlace { gelu: false }.apply(&ys, &xs)?;
-        Ok(ys)
+        xs.apply_op1_no_bwd(&self.mlp)
     }
 }
 
