@@ -13,7 +13,8 @@
 //!   place of candle's padding, window partition, batched products and reverse partition
 //!   ([`WindowAttention`]);
 //! - dense convolutions (the patch embedding, the neck) multiply the weights by a tap-major
-//!   column matrix, so the product is already channels-first ([`DenseConv2d`]);
+//!   column matrix built a band of rows at a time, so the product is already channels-first
+//!   ([`DenseConv2d`]);
 //! - the MBConv blocks, and the transformer blocks' MLPs with their residuals, run in bands
 //!   of rows whose intermediate tensors stay in cache ([`BandedMbConv`], [`BandedMlp`]);
 //! - the local convolution runs on the tokens as they are, channels last ([`ChannelsLast`]),
@@ -191,9 +192,7 @@ impl Module for FusedConv {
                 self.bias_gelu_in_place(ys.reshape((b, weight.dim(0)?, h, w))?, bias.as_deref())
             }
             ConvKind::Depthwise(op) => xs.contiguous()?.apply_op1_no_bwd(op),
-            ConvKind::Dense { conv, bias } => {
-                self.bias_gelu_in_place(conv.forward_without_bias(xs)?, bias.as_deref())
-            }
+            ConvKind::Dense { conv, bias } => conv.forward(xs, bias.as_deref(), self.gelu),
             // candle's convolution (and its bias add) made a new tensor.
             ConvKind::Other { conv } => self.bias_gelu_in_place(conv.forward(xs)?, None),
         }
