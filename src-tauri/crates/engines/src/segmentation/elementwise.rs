@@ -90,13 +90,15 @@ impl InplaceOp1 for BiasGelu<'_> {
     }
 }
 
-/// A residual connection added in place: `dst += src`, then GELU if `gelu`, in one parallel
-/// pass (candle's `+` writes a new tensor, and the GELU after it was another pass).
-pub(crate) struct AddInPlace {
+/// A residual connection added in place: `dst += bias + src` (the bias channels last, if
+/// any), then GELU if `gelu`, in one parallel pass (candle's `+` writes a new tensor, and the
+/// bias and GELU around it were passes of their own).
+pub(crate) struct AddInPlace<'a> {
+    pub(crate) bias: Option<&'a [f32]>,
     pub(crate) gelu: bool,
 }
 
-impl AddInPlace {
+impl AddInPlace<'_> {
     /// Adds `src` into `dst`, which must own its storage (a tensor just computed); both have
     /// one shape.
     pub(crate) fn apply(&self, dst: &Tensor, src: &Tensor) -> candle_core::Result<()> {
@@ -107,7 +109,7 @@ impl AddInPlace {
     }
 }
 
-impl InplaceOp2 for AddInPlace {
+impl InplaceOp2 for AddInPlace<'_> {
     fn name(&self) -> &'static str {
         "add-in-place"
     }
@@ -133,9 +135,27 @@ impl InplaceOp2 for AddInPlace {
             candle_core::bail!("cannot add {} values into {}", src.len(), dst.len());
         }
         let gelu = self.gelu;
-        dst.par_chunks_mut(TASK_ELEMENTS)
-            .zip(src.par_chunks(TASK_ELEMENTS))
-            .for_each(|(d, s)| add_run(d, s, gelu));
+        match self.bias {
+            None => dst
+                .par_chunks_mut(TASK_ELEMENTS)
+                .zip(src.par_chunks(TASK_ELEMENTS))
+                .for_each(|(d, s)| add_run(d, s, gelu)),
+            Some(bias) => {
+                let c = bias.len();
+                if c == 0 || dst.len() % c != 0 {
+                    candle_core::bail!("{} elements are not whole rows of {c}", dst.len());
+                }
+                let task = (TASK_ELEMENTS / c).max(1) * c;
+                dst.par_chunks_mut(task)
+                    .zip(src.par_chunks(task))
+                    .for_each(|(d, s)| {
+                        for (d, s) in d.chunks_exact_mut(c).zip(s.chunks_exact(c)) {
+                            bias_gelu_row(d, bias, false);
+                            add_run(d, s, gelu);
+                        }
+                    });
+            }
+        }
         Ok(())
     }
 }
@@ -310,19 +330,55 @@ pub(crate) mod tests {
                 expected
             };
             let dst = a.copy().expect("copy");
-            AddInPlace { gelu }.apply(&dst, &b).expect("in place");
+            AddInPlace { bias: None, gelu }
+                .apply(&dst, &b)
+                .expect("in place");
             assert!(max_diff(&dst, &expected) < 1e-5, "gelu {gelu}");
         }
         // A transposed source is read in its logical order.
         let square = Tensor::randn(0f32, 1.0, (64, 64), &dev).expect("square");
         let dst = square.copy().expect("copy");
         let t = square.t().expect("t");
-        AddInPlace { gelu: false }
-            .apply(&dst, &t)
-            .expect("transposed");
+        AddInPlace {
+            bias: None,
+            gelu: false,
+        }
+        .apply(&dst, &t)
+        .expect("transposed");
         assert!(max_diff(&dst, &(&square + &t).expect("add")) < 1e-6);
         let wrong = Tensor::zeros((3, 5), candle_core::DType::F32, &dev).expect("wrong");
-        assert!(AddInPlace { gelu: false }.apply(&dst, &wrong).is_err());
+        let plain = AddInPlace {
+            bias: None,
+            gelu: false,
+        };
+        assert!(plain.apply(&dst, &wrong).is_err());
+        // A bias per channel (channels last), with and without GELU after the sum.
+        let bias: Vec<f32> = (0..64).map(|i| i as f32 / 32.0 - 1.0).collect();
+        let b_t = Tensor::new(bias.as_slice(), &dev).expect("bias");
+        for gelu in [false, true] {
+            let expected = (square.broadcast_add(&b_t).expect("bias") + &t).expect("add");
+            let expected = if gelu {
+                expected.gelu().expect("gelu")
+            } else {
+                expected
+            };
+            let dst = square.copy().expect("copy");
+            AddInPlace {
+                bias: Some(&bias),
+                gelu,
+            }
+            .apply(&dst, &t)
+            .expect("with bias");
+            assert!(max_diff(&dst, &expected) < 1e-5, "bias, gelu {gelu}");
+        }
+        let short = AddInPlace {
+            bias: Some(&bias[..60]),
+            gelu: false,
+        };
+        assert!(
+            short.apply(&square.copy().expect("copy"), &t).is_err(),
+            "60 biases, rows of 64"
+        );
     }
 
     #[test]

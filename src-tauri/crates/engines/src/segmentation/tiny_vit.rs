@@ -325,13 +325,27 @@ impl Module for PatchMerging {
         } else {
             xs.clone()
         };
-        xs.apply(&self.conv1)?
-            .apply(&self.conv2)?
-            .apply(&self.conv3)?
-            .flatten_from(2)?
-            .transpose(1, 2)?
-            // Row-major tokens: the next block's layer norm and residual take the fused paths.
-            .contiguous()
+        let filtered = xs.apply(&self.conv1)?.apply(&self.conv2)?;
+        match &self.conv3.kind {
+            // The last 1 × 1 convolution multiplies the transposed planes, so its product is
+            // already row-major tokens (what the next block's kernels read), without a copy.
+            ConvKind::Pointwise { weight, bias } => {
+                let tokens = filtered.flatten_from(2)?.transpose(1, 2)?;
+                let ys = tokens.broadcast_matmul(&weight.t()?)?;
+                BiasGelu {
+                    bias: bias.as_deref(),
+                    channels: Channels::Last,
+                    gelu: self.conv3.gelu,
+                }
+                .apply(&ys)?;
+                Ok(ys)
+            }
+            _ => filtered
+                .apply(&self.conv3)?
+                .flatten_from(2)?
+                .transpose(1, 2)?
+                .contiguous(),
+        }
     }
 }
 
@@ -385,7 +399,7 @@ impl Module for ConvLayer {
     }
 }
 
-/// A linear layer on channels-last rows: one product, then its bias in place.
+/// A linear layer on channels-last rows: its product, whose bias the next kernel adds.
 #[derive(Debug)]
 struct RowLinear {
     /// `(out, in)`, as stored.
@@ -402,20 +416,15 @@ impl RowLinear {
     }
 }
 
-impl Module for RowLinear {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+impl RowLinear {
+    /// The product alone, without the bias: `(…, in)` to `(…, out)`.
+    fn product(&self, xs: &Tensor) -> Result<Tensor> {
         let dims = xs.dims().to_vec();
         let Some((&c, lead)) = dims.split_last() else {
             candle_core::bail!("a linear layer needs at least one dimension");
         };
         let rows: usize = lead.iter().product();
         let ys = xs.reshape((rows, c))?.matmul(&self.weight.t()?)?;
-        BiasGelu {
-            bias: Some(&self.bias),
-            channels: Channels::Last,
-            gelu: false,
-        }
-        .apply(&ys)?;
         let mut out = lead.to_vec();
         out.push(self.bias.len());
         ys.reshape(out)
@@ -490,15 +499,17 @@ impl Attention {
             .flatten_all()?
             .to_vec1::<f32>()?;
         // A token of the padding is zero before the layer norm.
-        let pad = Tensor::zeros(
-            (1, dim),
-            attention_biases.dtype(),
-            attention_biases.device(),
-        )?
-        .apply(&norm)?
-        .apply(&qkv)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
+        let pad = qkv
+            .product(
+                &Tensor::zeros(
+                    (1, dim),
+                    attention_biases.dtype(),
+                    attention_biases.device(),
+                )?
+                .apply(&norm)?,
+            )?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let shape = WindowShape {
             heads: num_heads,
             key_dim,
@@ -507,7 +518,7 @@ impl Attention {
             grid,
         };
         let scale = 1f32 / (key_dim as f32).sqrt();
-        let windows = WindowAttention::new(shape, scale, bias, pad)?;
+        let windows = WindowAttention::new(shape, scale, bias, pad, qkv.bias.clone())?;
         Ok(Self {
             norm,
             qkv,
@@ -517,13 +528,12 @@ impl Attention {
     }
 }
 
-impl Module for Attention {
-    /// `(b, h · w, dim)` tokens in grid order to the same.
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        xs.apply(&self.norm)?
-            .apply(&self.qkv)?
-            .apply_op1_no_bwd(&self.windows)?
-            .apply(&self.proj)
+impl Attention {
+    /// `(b, h · w, dim)` tokens in grid order to the same, without the `proj` bias (the
+    /// block adds it with the residual). The `qkv` bias is added inside [`WindowAttention`].
+    fn forward_without_bias(&self, xs: &Tensor) -> Result<Tensor> {
+        let qkv = self.qkv.product(&xs.apply(&self.norm)?)?;
+        self.proj.product(&qkv.apply_op1_no_bwd(&self.windows)?)
     }
 }
 
@@ -565,8 +575,12 @@ impl Module for TinyViTBlock {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (h, w) = self.input_resolution;
         let (b, l, c) = xs.dims3()?;
-        let attended = self.attn.forward(xs)?;
-        AddInPlace { gelu: false }.apply(&attended, xs)?;
+        let attended = self.attn.forward_without_bias(xs)?;
+        AddInPlace {
+            bias: Some(&self.attn.proj.bias),
+            gelu: false,
+        }
+        .apply(&attended, xs)?;
         let xs = attended;
         let xs = match &self.local_conv.kind {
             // Channels-last in and out: the MLP's layer norm takes candle's fused path.

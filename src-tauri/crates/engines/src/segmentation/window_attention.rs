@@ -34,8 +34,10 @@ pub(crate) struct WindowAttention {
     scale: f32,
     /// `(heads, n, n)` attention biases, `n = window²`.
     bias: Vec<f32>,
-    /// The `qkv` row of a padded token: `heads · (2 · key_dim + value_dim)`.
+    /// The `qkv` product of a padded token, before the bias: `heads · (2 · key_dim + value_dim)`.
     pad: Vec<f32>,
+    /// The `qkv` projection's bias, added to every row as it is read.
+    qkv_bias: Vec<f32>,
 }
 
 /// The shape of one attention layer.
@@ -50,12 +52,15 @@ pub(crate) struct WindowShape {
 }
 
 impl WindowAttention {
-    /// `bias` is `(heads, n, n)` with `n = window²`; `pad` is the `qkv` row of a padded token.
+    /// `bias` is `(heads, n, n)` with `n = window²`; `pad` is the `qkv` product of a padded
+    /// token; `qkv_bias` is the `qkv` projection's bias, which the kernel adds to every row
+    /// it reads (the input is the product without it).
     pub(crate) fn new(
         shape: WindowShape,
         scale: f32,
         bias: Vec<f32>,
         pad: Vec<f32>,
+        qkv_bias: Vec<f32>,
     ) -> candle_core::Result<Self> {
         let WindowShape {
             heads,
@@ -75,8 +80,13 @@ impl WindowAttention {
                 heads * n * n
             );
         }
-        if pad.len() != heads * (2 * key_dim + value_dim) {
-            candle_core::bail!("a padded token's qkv row has {} values", pad.len());
+        let width = heads * (2 * key_dim + value_dim);
+        if pad.len() != width || qkv_bias.len() != width {
+            candle_core::bail!(
+                "a padded token's qkv row has {} values and the bias {}, not {width}",
+                pad.len(),
+                qkv_bias.len()
+            );
         }
         Ok(Self {
             heads,
@@ -87,6 +97,7 @@ impl WindowAttention {
             scale,
             bias,
             pad,
+            qkv_bias,
         })
     }
 
@@ -157,17 +168,29 @@ impl WindowAttention {
                 head * head_width + kd,
                 head * head_width + 2 * kd,
             );
+            let (q_bias, k_bias, v_bias) = (
+                &self.qkv_bias[q_at..q_at + kd],
+                &self.qkv_bias[k_at..k_at + kd],
+                &self.qkv_bias[v_at..v_at + vd],
+            );
             for (j, row) in rows.iter().enumerate() {
-                for (c, &k) in row[k_at..k_at + kd].iter().enumerate() {
-                    keys_t[c * n8 + j] = k;
+                for (c, (&k, &b)) in row[k_at..k_at + kd].iter().zip(k_bias).enumerate() {
+                    keys_t[c * n8 + j] = k + b;
                 }
-                values[j * vd..(j + 1) * vd].copy_from_slice(&row[v_at..v_at + vd]);
+                let value = &mut values[j * vd..(j + 1) * vd];
+                for ((d, &v), &b) in value.iter_mut().zip(&row[v_at..v_at + vd]).zip(v_bias) {
+                    *d = v + b;
+                }
             }
             let bias = &self.bias[head * n * n..(head + 1) * n * n];
             for (block, block_tokens) in real.chunks(QUERY_BLOCK).enumerate() {
                 queries.fill(0.0);
                 for (r, &t) in block_tokens.iter().enumerate() {
-                    queries[r * kd..(r + 1) * kd].copy_from_slice(&rows[t][q_at..q_at + kd]);
+                    let query = &mut queries[r * kd..(r + 1) * kd];
+                    for ((d, &q), &b) in query.iter_mut().zip(&rows[t][q_at..q_at + kd]).zip(q_bias)
+                    {
+                        *d = q + b;
+                    }
                 }
                 scores_block(&queries, &keys_t, kd, n8, &mut scores);
                 for (r, &t) in block_tokens.iter().enumerate() {
@@ -364,12 +387,17 @@ mod tests {
         let head_width = 2 * kd + vd;
         let out_width = op.heads * vd;
         let mut out = vec![0f32; b * h * w * out_width];
-        let row = |image: usize, y: usize, x: usize| -> &[f32] {
-            if y < h && x < w {
+        let row = |image: usize, y: usize, x: usize| -> Vec<f32> {
+            let product = if y < h && x < w {
                 &qkv[(image * h * w + y * w + x) * width..][..width]
             } else {
                 &op.pad
-            }
+            };
+            product
+                .iter()
+                .zip(&op.qkv_bias)
+                .map(|(p, b)| p + b)
+                .collect()
         };
         for image in 0..b {
             for wy in 0..h.div_ceil(ws) {
@@ -382,11 +410,13 @@ mod tests {
                             if y >= h || x >= w {
                                 continue;
                             }
-                            let q = &row(image, y, x)[base..base + kd];
+                            let q_row = row(image, y, x);
+                            let q = &q_row[base..base + kd];
                             let scores: Vec<f64> = (0..n)
                                 .map(|j| {
                                     let (ky, kx) = at(j);
-                                    let k = &row(image, ky, kx)[base + kd..base + 2 * kd];
+                                    let k_row = row(image, ky, kx);
+                                    let k = &k_row[base + kd..base + 2 * kd];
                                     let dot: f64 =
                                         q.iter().zip(k).map(|(a, b)| f64::from(a * b)).sum();
                                     dot * f64::from(op.scale)
@@ -448,6 +478,7 @@ mod tests {
                 1.0 / (kd as f32).sqrt(),
                 random(heads * n * n),
                 random(width),
+                random(width),
             )
             .expect("valid shape");
             let qkv = random(b * grid.0 * grid.1 * width);
@@ -477,7 +508,7 @@ mod tests {
             window: 3,
             grid: (4, 4),
         };
-        let op = WindowAttention::new(shape, 0.5, vec![0.0; 2 * 81], vec![0.0; 24])
+        let op = WindowAttention::new(shape, 0.5, vec![0.0; 2 * 81], vec![0.0; 24], vec![0.0; 24])
             .expect("valid shape");
         let wrong_tokens = Tensor::zeros((1, 15, 24), candle_core::DType::F32, &Device::Cpu);
         let wrong_width = Tensor::zeros((1, 16, 23), candle_core::DType::F32, &Device::Cpu);
@@ -487,8 +518,18 @@ mod tests {
                 .expect_err("wrong shape");
             assert!(err.to_string().contains("grid"), "{err}");
         }
-        assert!(WindowAttention::new(shape, 0.5, vec![0.0; 5], vec![0.0; 24]).is_err());
-        assert!(WindowAttention::new(shape, 0.5, vec![0.0; 162], vec![0.0; 7]).is_err());
+        let ok = |bias: usize, pad: usize, qkv_bias: usize| {
+            WindowAttention::new(
+                shape,
+                0.5,
+                vec![0.0; bias],
+                vec![0.0; pad],
+                vec![0.0; qkv_bias],
+            )
+            .is_ok()
+        };
+        assert!(ok(162, 24, 24));
+        assert!(!ok(5, 24, 24) && !ok(162, 7, 24) && !ok(162, 24, 23));
     }
 
     #[test]
