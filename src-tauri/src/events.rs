@@ -48,6 +48,11 @@ pub struct DownloadProgress(pub crate::managers::downloads::DownloadView);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
 pub struct TrainingProgress(pub crate::managers::training::TrainingView);
 
+/// An opened image's embedding, computed ahead of its first click, is ready or failed (an
+/// image replaced before it finished gets none).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]
+pub struct ImagePrepared(pub crate::managers::segmentation::ImagePreparation);
+
 /// "Unload models" ran from outside the window (the tray's menu, or `dormouse unload` on
 /// the command line); the window shows what it freed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type, Event)]

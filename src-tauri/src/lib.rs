@@ -111,6 +111,7 @@ pub fn specta_builder<R: Runtime>() -> tauri_specta::Builder<R> {
             events::UnloadedFromOutside,
             events::DownloadProgress,
             events::TrainingProgress,
+            events::ImagePrepared,
         ])
         .typ::<managers::transcription::TranscribeSettings>()
         .typ::<managers::transcription::Transcription>()
@@ -328,7 +329,15 @@ pub fn initialize<R: Runtime>(
         }
     }
     app.manage(Arc::new(TranscriptionManager::new(slots.clone())));
-    app.manage(Arc::new(SegmentationManager::new(slots.clone())));
+    let handle = app.clone();
+    app.manage(Arc::new(SegmentationManager::new(
+        slots.clone(),
+        move |prepared| {
+            if let Err(error) = events::ImagePrepared(prepared).emit(&handle) {
+                tracing::warn!(%error, "could not emit ImagePrepared");
+            }
+        },
+    )));
     let handle = app.clone();
     app.manage(Arc::new(TrainingManager::new(
         slots.clone(),

@@ -599,12 +599,19 @@ fn missing_models_are_named_with_where_they_belong() {
 
 #[test]
 fn segment_returns_a_mask_and_reprompts_hit_the_cache() {
+    use dormouse_lib::events::ImagePrepared;
+    use dormouse_lib::managers::segmentation::PreparationOutcome;
+    use tauri_specta::Event;
+
     let dir = tempfile::tempdir().expect("temp");
     install_models(&dir.path().join("models"), true);
     let app = TestApp::start(dir.path(), &[]);
+    let (prepared_tx, prepared_rx) = std::sync::mpsc::channel();
+    ImagePrepared::listen(&app.app, move |e| drop(prepared_tx.send(e.payload.0)));
     let image = dir.path().join("square.png");
     write_square_png(&image, 64);
     let opened: Value = app.ok("open_image_file", json!({ "path": image }));
+    assert_eq!(opened["preparing"], true, "the embedding starts on open");
     assert_eq!(
         (opened["width"].as_u64(), opened["height"].as_u64()),
         (Some(64), Some(64))
@@ -626,6 +633,19 @@ fn segment_returns_a_mask_and_reprompts_hit_the_cache() {
     assert!(first["embedding_cached"].is_boolean());
     let second: Value = app.ok("segment", request(20.0));
     assert_eq!(second["embedding_cached"], true);
+    // The embedding computed on open said it was ready (or the first click had computed it
+    // already, and the work on open found it cached).
+    let prepared = prepared_rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the embedding ahead ends with an ImagePrepared event");
+    assert_eq!(
+        Some(u64::from(prepared.image_id)),
+        opened["image_id"].as_u64()
+    );
+    assert!(
+        matches!(prepared.outcome, PreparationOutcome::Ready { .. }),
+        "{prepared:?}"
+    );
     let body = app.bytes("mask_png", json!({ "maskId": second["mask_id"] }));
     assert_eq!(&body[..8], b"\x89PNG\r\n\x1a\n");
     let decoded = image::load_from_memory(&body).expect("a PNG");

@@ -67,6 +67,7 @@ export const commands = {
 /** Events */
 export const events = {
 	downloadProgress: makeEvent<DownloadProgress_Serialize, DownloadProgress_Deserialize>("download-progress"),
+	imagePrepared: makeEvent<ImagePrepared, ImagePrepared>("image-prepared"),
 	modelLoadProgress: makeEvent<ModelLoadProgress, ModelLoadProgress>("model-load-progress"),
 	modelStatusChanged: makeEvent<ModelStatusChanged_Serialize, ModelStatusChanged_Deserialize>("model-status-changed"),
 	modelUnloaded: makeEvent<ModelUnloaded_Serialize, ModelUnloaded_Deserialize>("model-unloaded"),
@@ -386,6 +387,23 @@ export type EnvOverrides_Serialize = {
 	error: string | null,
 };
 
+/**
+ *  How computing an opened image's embedding ahead of its first click ended. An image
+ *  replaced by another before it finished gets none: its work stopped.
+ */
+export type ImagePreparation = {
+	/**  The image, as `open_image` returned it. */
+	image_id: number,
+	/**  How it ended. */
+	outcome: PreparationOutcome,
+};
+
+/**
+ *  An opened image's embedding, computed ahead of its first click, is ready or failed (an
+ *  image replaced before it finished gets none).
+ */
+export type ImagePrepared = ImagePreparation;
+
 /**  Everything the user chooses about memory. */
 export type MemorySettings = MemorySettings_Serialize | MemorySettings_Deserialize;
 
@@ -695,7 +713,23 @@ export type OpenedImage = {
 	width: number,
 	/**  Height in pixels. */
 	height: number,
+	/**
+	 *  Whether its embedding is being computed ahead of the first click
+	 *  ([`ImagePreparation`] follows); `false` when no model could be warmed.
+	 */
+	preparing: boolean,
 };
+
+/**  The end of an embedding computed ahead. */
+export type PreparationOutcome = 
+/**  The embedding is ready: a click now only decodes a mask. */
+{ kind: "ready"; 
+/**  The time it took, ms (0 when it was cached already). */
+ms: number } | 
+/**  It could not be computed ahead; a click computes it (and reports any error). */
+{ kind: "failed"; 
+/**  Why. */
+message: string };
 
 /**  How short of memory the system says it is. */
 export type PressureView = 

@@ -22,6 +22,7 @@ export type {
   DownloadPhase,
   Notice,
   ModelStateView,
+  ImagePreparation,
   OpenedImage,
   SegmentResult,
   SettingsPatch,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { fireEvent, screen } from "@testing-library/svelte";
 import Page from "./segment/+page.svelte";
+import { emit } from "@tauri-apps/api/event";
 import { mockBackend, renderWithStores, settle } from "$lib/test/harness";
 
 function pick(input: HTMLInputElement, bytes: number[]) {
@@ -16,7 +17,7 @@ describe("Segment page", () => {
     URL.revokeObjectURL = () => {};
     const calls = mockBackend({
       handler: (cmd) => {
-        if (cmd === "open_image") return { image_id: 7, width: 200, height: 100 };
+        if (cmd === "open_image") return { image_id: 7, width: 200, height: 100, preparing: false };
         if (cmd === "segment")
           return { mask_id: 3, width: 200, height: 100, score: 0.91, area: 5000, embedding_cached: false, model_id: "sam-tiny", total_us: 900_000, timings: { wait_us: 30_000, cold: true, inference_us: 850_000 } };
         if (cmd === "mask_png") return new Uint8Array([137, 80, 78, 71]).buffer;
@@ -42,6 +43,39 @@ describe("Segment page", () => {
     await fireEvent.click(screen.getByTestId("add-to-training"));
     await settle();
     expect(calls).toContainEqual({ cmd: "add_segment_to_training_set", args: { imageId: 7, maskId: 3 } });
+  });
+
+  it("says while the opened image is being prepared, and when it is ready", async () => {
+    URL.createObjectURL = () => "blob:image";
+    URL.revokeObjectURL = () => {};
+    let next = 7;
+    mockBackend({ handler: (cmd) => (cmd === "open_image" ? { image_id: next++, width: 20, height: 10, preparing: true } : undefined) });
+    await renderWithStores(Page);
+    // Image 7's embedding was cached already: its event can beat `open_image`'s answer.
+    await emit("image-prepared", { image_id: 7, outcome: { kind: "ready", ms: 0 } });
+    await pick(screen.getByTestId("image-file") as HTMLInputElement, [137, 80, 78, 71]);
+    await settle();
+    expect(screen.queryByTestId("preparing")).toBeNull();
+    expect(screen.getByTestId("prepared").textContent).toBe("Image ready: click the object.");
+    // Image 8 is embedded after it opens; an event for another image changes nothing.
+    await pick(screen.getByTestId("image-file") as HTMLInputElement, [137, 80, 78, 71]);
+    await settle();
+    expect(screen.getByTestId("preparing").textContent).toContain("Preparing the image");
+    await emit("image-prepared", { image_id: 7, outcome: { kind: "ready", ms: 5 } });
+    await settle();
+    expect(screen.getByTestId("preparing")).toBeTruthy();
+    await emit("image-prepared", { image_id: 8, outcome: { kind: "ready", ms: 880 } });
+    await settle();
+    expect(screen.queryByTestId("preparing")).toBeNull();
+    expect(screen.getByTestId("prepared").textContent).toContain("embedded in 880 ms");
+    // A failure ahead of the click only drops the hint: the click reports any error.
+    await pick(screen.getByTestId("image-file") as HTMLInputElement, [137, 80, 78, 71]);
+    await settle();
+    await emit("image-prepared", { image_id: 9, outcome: { kind: "failed", message: "out of memory" } });
+    await settle();
+    expect(screen.queryByTestId("preparing")).toBeNull();
+    expect(screen.queryByTestId("prepared")).toBeNull();
+    expect(screen.queryByRole("alert")).toBeNull();
   });
 
   it("shows why an image could not be opened", async () => {

@@ -1,9 +1,10 @@
 //! [`SegmentationManager`] owns segmentation requests. Opening an image decodes it once (bad
 //! input never loads a model), warms the Segment Anything model and computes the image's
 //! embedding under a lease on a background thread, because the user is about to click: the
-//! first click then costs a re-prompt. Opening another image cancels that work. Prompts take a
-//! lease, run the model, and keep the last masks so the front end can fetch them as raw PNG
-//! bytes.
+//! first click then costs a re-prompt; when it is done (or failed) the manager says so
+//! ([`ImagePreparation`], pushed as [`crate::events::ImagePrepared`]). Opening another image
+//! cancels that work. Prompts take a lease, run the model, and keep the last masks so the
+//! front end can fetch them as raw PNG bytes.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -36,7 +37,39 @@ pub struct OpenedImage {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Whether its embedding is being computed ahead of the first click
+    /// ([`ImagePreparation`] follows); `false` when no model could be warmed.
+    pub preparing: bool,
 }
+
+/// How computing an opened image's embedding ahead of its first click ended. An image
+/// replaced by another before it finished gets none: its work stopped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+pub struct ImagePreparation {
+    /// The image, as `open_image` returned it.
+    pub image_id: u32,
+    /// How it ended.
+    pub outcome: PreparationOutcome,
+}
+
+/// The end of an embedding computed ahead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Type)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PreparationOutcome {
+    /// The embedding is ready: a click now only decodes a mask.
+    Ready {
+        /// The time it took, ms (0 when it was cached already).
+        ms: u64,
+    },
+    /// It could not be computed ahead; a click computes it (and reports any error).
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Where the manager reports each [`ImagePreparation`] (the app emits it as an event).
+type PreparationSink = Arc<dyn Fn(ImagePreparation) + Send + Sync>;
 
 /// A click on the image, in image pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Type)]
@@ -91,6 +124,7 @@ pub struct SegmentationManager {
     next_id: Mutex<u32>,
     /// The image whose embedding is being prepared; the work for any other stops.
     preparing: Arc<AtomicU32>,
+    on_prepared: PreparationSink,
 }
 
 /// Keeps the newest `limit` entries of a small id-keyed cache.
@@ -103,14 +137,18 @@ fn remember<T>(cache: &Mutex<VecDeque<(u32, T)>>, id: u32, value: T, limit: usiz
 }
 
 impl SegmentationManager {
-    /// A manager using `slots`.
-    pub fn new(slots: Arc<SlotManager>) -> Self {
+    /// A manager using `slots`, reporting each embedding computed ahead to `on_prepared`.
+    pub fn new(
+        slots: Arc<SlotManager>,
+        on_prepared: impl Fn(ImagePreparation) + Send + Sync + 'static,
+    ) -> Self {
         Self {
             slots,
             images: Mutex::new(VecDeque::new()),
             masks: Mutex::new(VecDeque::new()),
             next_id: Mutex::new(1),
             preparing: Arc::new(AtomicU32::new(0)),
+            on_prepared: Arc::new(on_prepared),
         }
     }
 
@@ -141,28 +179,41 @@ impl SegmentationManager {
         remember(&self.images, image_id, image.clone(), KEPT_IMAGES);
         // The user is about to click: start loading now (a missing model is reported then),
         // and embed the image as soon as the model is there.
-        match self.slots.warm(crate::catalog::Task::Segmentation) {
+        let preparing = match self.slots.warm(crate::catalog::Task::Segmentation) {
             Ok(()) => self.prepare(image_id, image),
-            Err(error) => tracing::debug!(%error, "segmentation model not warmed"),
-        }
+            Err(error) => {
+                tracing::debug!(%error, "segmentation model not warmed");
+                false
+            }
+        };
         Ok(OpenedImage {
             image_id,
             width,
             height,
+            preparing,
         })
     }
 
     /// Computes `image`'s embedding on a thread of its own, under a lease (the model stays
     /// loaded meanwhile), unless another image is opened first: then it stops between two of
     /// the encoder's stages. Its time is not a request's: the badge's timings stay the user's.
-    fn prepare(&self, image_id: u32, image: Arc<RgbImage>) {
+    /// Returns whether the work started; how it ends goes to `on_prepared` (nothing when it
+    /// was superseded).
+    fn prepare(&self, image_id: u32, image: Arc<RgbImage>) -> bool {
         self.preparing.store(image_id, Ordering::Release);
         let preparing = self.preparing.clone();
         let slots = self.slots.clone();
+        let on_prepared = self.on_prepared.clone();
         let spawned = std::thread::Builder::new()
             .name("dormouse-embed".into())
             .spawn(move || {
                 let superseded = || preparing.load(Ordering::Acquire) != image_id;
+                let report = |outcome| on_prepared(ImagePreparation { image_id, outcome });
+                let failed = |message: String| {
+                    if !superseded() {
+                        report(PreparationOutcome::Failed { message });
+                    }
+                };
                 if superseded() {
                     return;
                 }
@@ -170,28 +221,43 @@ impl SegmentationManager {
                     Ok(used) => used,
                     Err(error) => {
                         tracing::debug!(%error, image_id, "no model to embed the image with");
-                        return;
+                        return failed(error.to_string());
                     }
                 };
                 let Some(sam) = used.lease.downcast::<SamModel>() else {
-                    return;
+                    return failed("the segmentation slot holds another kind of model".into());
                 };
                 let started = Instant::now();
                 match sam.prepare(&image, &superseded) {
-                    Ok(computed) => tracing::info!(
-                        image_id,
-                        computed,
-                        ms = started.elapsed().as_millis() as u64,
-                        "image embedded ahead of the first prompt"
-                    ),
+                    Ok(computed) => {
+                        let ms = if computed {
+                            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+                        } else {
+                            0
+                        };
+                        tracing::info!(
+                            image_id,
+                            computed,
+                            ms,
+                            "image embedded ahead of the first prompt"
+                        );
+                        report(PreparationOutcome::Ready { ms });
+                    }
                     Err(EngineError::Cancelled) => {
                         tracing::debug!(image_id, "embedding dropped: another image was opened")
                     }
-                    Err(error) => tracing::warn!(%error, image_id, "embedding ahead failed"),
+                    Err(error) => {
+                        tracing::warn!(%error, image_id, "embedding ahead failed");
+                        failed(error.to_string());
+                    }
                 }
             });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "could not start embedding the image ahead");
+        match spawned {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(%error, "could not start embedding the image ahead");
+                false
+            }
         }
     }
 
