@@ -110,8 +110,7 @@ impl BandedMlp {
             c,
         )?;
         for (out, x) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-            super::elementwise::bias_gelu_row(out, &self.fc2.1, false);
-            super::elementwise::add_run(out, x, false);
+            super::elementwise::bias_residual_row(out, &self.fc2.1, x, false);
         }
         Ok(())
     }

@@ -150,8 +150,7 @@ impl InplaceOp2 for AddInPlace<'_> {
                     .zip(src.par_chunks(task))
                     .for_each(|(d, s)| {
                         for (d, s) in d.chunks_exact_mut(c).zip(s.chunks_exact(c)) {
-                            bias_gelu_row(d, bias, false);
-                            add_run(d, s, gelu);
+                            bias_residual_row(d, bias, s, gelu);
                         }
                     });
             }
@@ -286,6 +285,12 @@ pub(crate) fn bias_gelu_run(run: &mut [f32], bias: f32, gelu: bool) {
         return;
     }
     run_generic(run, bias, gelu)
+}
+
+/// One channels-last row: `row += bias + residual`, then GELU if `gelu`.
+pub(crate) fn bias_residual_row(row: &mut [f32], bias: &[f32], residual: &[f32], gelu: bool) {
+    bias_gelu_row(row, bias, false);
+    add_run(row, residual, gelu);
 }
 
 pub(crate) fn bias_gelu_row(row: &mut [f32], bias: &[f32], gelu: bool) {

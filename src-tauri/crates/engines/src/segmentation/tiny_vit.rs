@@ -8,7 +8,9 @@
 //! - depthwise convolutions run [`DepthwiseConv2d`] instead of candle's one-convolution-per-
 //!   group loop;
 //! - 1 × 1 convolutions and the attention's linear layers run as one matrix product each,
-//!   without the im2col copy, and their bias and GELU are one in-place pass ([`BiasGelu`]);
+//!   without the im2col copy; a convolution's bias and GELU are one in-place pass
+//!   ([`BiasGelu`]), and the attention's biases are added by the kernels that read the
+//!   products (the window attention, the residual);
 //! - the windowed attention reads q, k and v in grid order and writes each token's heads in
 //!   place of candle's padding, window partition, batched products and reverse partition
 //!   ([`WindowAttention`]);
