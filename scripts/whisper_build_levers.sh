@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Whisper's build-time levers, measured on whisper.cpp itself: the vendored source of the
 # whisper-rs-sys crate the engine links, built as its build script builds it (Release, static,
-# no OpenMP), then with OpenBLAS for the matrix products (GGML_BLAS) and with OpenMP threads
-# instead of ggml's own pool. scripts/whisper_levers/harness.c runs whisper_full with the
-# engine's settings (beam 3, language en, flash attention, no context, default threads) on
-# Beckett: one warm-up, then 5 runs; two rounds, the builds interleaved. Prints each
-# median and the words. Needs cmake, sox and libopenblas-dev (installed here when missing),
-# and the fixtures (scripts/fixtures.sh). ~10 min, most of it the three builds.
+# no OpenMP) with whisper.cpp's own defaults ("default"), then with OpenBLAS for the matrix
+# products (GGML_BLAS), with OpenMP threads instead of ggml's own pool, with ggml's llamafile
+# kernels (GGML_LLAMAFILE), and as Dormouse builds it ("patched": llamafile kernels and
+# src-tauri/crates/engines/cmake/whisper_patch.cmake, both set in .cargo/config.toml).
+# scripts/whisper_levers/harness.c runs whisper_full with the engine's settings (beam 3,
+# language en, flash attention, no context, default threads) on Beckett: one warm-up, then 5
+# runs; two rounds, the builds interleaved. Prints each median, the words and whisper.cpp's
+# per-call timings. LEVERS="default patched" picks builds. Needs cmake, sox and
+# libopenblas-dev (installed here when missing), and the fixtures (scripts/fixtures.sh).
+# ~15 min, most of it the five builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! dpkg -s libopenblas-dev >/dev/null 2>&1; then
@@ -23,8 +27,10 @@ sox "$fixtures/beckett.wav" -r 16000 -c 1 -e floating-point -b 32 -t raw "$out/b
 
 common=(-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_METAL=OFF
         -DWHISPER_BUILD_TESTS=OFF -DWHISPER_BUILD_EXAMPLES=OFF)
+levers="${LEVERS:-default openblas openmp llamafile}"
 build() {
     local name="$1" link="$2"; shift 2
+    [[ " $levers " == *" $name "* ]] || return 0
     if [ ! -x "$out/harness-$name" ]; then
         echo "building whisper.cpp: $name"
         cmake -S "$src" -B "$out/$name" "${common[@]}" "$@" >"$out/$name.log" 2>&1
@@ -39,9 +45,12 @@ build default "" -DGGML_OPENMP=OFF
 build openblas "-lopenblas" -DGGML_OPENMP=OFF -DGGML_BLAS=ON -DGGML_BLAS_VENDOR=OpenBLAS \
     -DBLAS_INCLUDE_DIRS=/usr/include/x86_64-linux-gnu/openblas-pthread
 build openmp "-fopenmp" -DGGML_OPENMP=ON
+build llamafile "" -DGGML_OPENMP=OFF -DGGML_LLAMAFILE=ON
+build patched "" -DGGML_OPENMP=OFF -DGGML_LLAMAFILE=ON \
+    -DCMAKE_PROJECT_INCLUDE="$PWD/src-tauri/crates/engines/cmake/whisper_patch.cmake"
 
 for round in 1 2; do
-    for name in default openblas openmp; do
+    for name in $levers; do
         printf '%-9s round %s: ' "$name" "$round"
         "$out/harness-$name" "$fixtures/ggml-base.bin" "$out/beckett.f32" en 1 5
     done

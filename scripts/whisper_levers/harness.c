@@ -23,7 +23,6 @@ int main(int argc, char **argv) {
     cp.use_gpu = false; cp.flash_attn = atoi(argv[4]) != 0;
     struct whisper_context *ctx = whisper_init_from_file_with_params(argv[1], cp);
     if (!ctx) { fprintf(stderr, "load failed\n"); return 1; }
-    struct whisper_state *st = whisper_init_state(ctx);
     struct whisper_full_params p = whisper_full_default_params(WHISPER_SAMPLING_BEAM_SEARCH);
     p.beam_search.beam_size = 3; p.beam_search.patience = -1.0f;
     p.language = strcmp(argv[3], "auto") == 0 ? NULL : argv[3]; p.detect_language = false;
@@ -33,12 +32,14 @@ int main(int argc, char **argv) {
     double t[64]; if (runs > 64) runs = 64;
     for (int r = -1; r < runs; r++) {
         double s = now_ms();
-        if (whisper_full_with_state(ctx, st, p, pcm, n) != 0) { fprintf(stderr, "whisper_full failed\n"); return 1; }
+        if (whisper_full(ctx, p, pcm, n) != 0) { fprintf(stderr, "whisper_full failed\n"); return 1; }
         if (r >= 0) t[r] = now_ms() - s;
     }
     qsort(t, runs, sizeof t[0], cmp);
     printf("threads %d  median %.0f ms  min %.0f ms  max %.0f ms  text:", p.n_threads, t[runs / 2], t[0], t[runs - 1]);
-    for (int i = 0; i < whisper_full_n_segments_from_state(st); i++) printf("%s", whisper_full_get_segment_text_from_state(st, i));
+    for (int i = 0; i < whisper_full_n_segments(ctx); i++) printf("%s", whisper_full_get_segment_text(ctx, i));
+    struct whisper_timings *tm = whisper_get_timings(ctx);
+    if (tm) printf("\n    per call: encode %.0f ms, prompt %.1f ms, batch decode %.1f ms, sampling %.2f ms", tm->encode_ms, tm->prompt_ms, tm->batchd_ms, tm->sample_ms);
     printf("\n");
     return 0;
 }
