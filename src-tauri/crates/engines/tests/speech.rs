@@ -3,7 +3,7 @@
 
 mod fixtures;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use engines::audio::{decode_file, TARGET_RATE};
 use engines::speech::{word_error_rate, SpeechLoader, TranscribeOptions, WhisperModel};
@@ -227,6 +227,102 @@ fn a_wrong_model_file_is_a_clear_error_and_changes_nothing() {
         )
         .expect("known");
     drop(manager.acquire(&key).expect("loads again"));
+}
+
+/// whisper.cpp's log lines written on this thread while `f` runs.
+fn whisper_log_lines<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    struct Capture(Arc<Mutex<Vec<String>>>);
+    struct Message<'a>(&'a mut String);
+    impl Visit for Message<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                *self.0 = format!("{value:?}");
+            }
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if event.metadata().target().starts_with("whisper_rs") {
+                let mut line = String::new();
+                event.record(&mut Message(&mut line));
+                self.0.lock().expect("log lines").push(line);
+            }
+        }
+    }
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::registry().with(Capture(Arc::clone(&lines)));
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let lines = lines.lock().expect("log lines").clone();
+    (out, lines)
+}
+
+#[test]
+fn language_detection_runs_the_encoder_once_for_the_first_window() {
+    // Dormouse's patch to whisper.cpp (engines/cmake/whisper_patch.cmake, applied through
+    // .cargo/config.toml): the transcription reuses the encoder pass that detected the
+    // language, and says so in whisper.cpp's log. Without the patch the line is missing.
+    const REUSED: &str = "reusing the language detection's encoder pass";
+    let audio = decode_file(&fixture("beckett.wav")).expect("decodes");
+    let (detected, lines) = whisper_log_lines(|| {
+        whisper().transcribe(&audio.samples, &TranscribeOptions::default(), None)
+    });
+    let detected = detected.expect("detects and transcribes");
+    assert!(
+        lines.iter().any(|l| l.contains(REUSED)),
+        "whisper.cpp was built without Dormouse's patch (run `cargo clean -p whisper-rs-sys`?); its log: {lines:?}"
+    );
+    // The reused encoding gives the words the given language gives (punctuation can differ
+    // between any two calls: whisper.cpp sizes its decoder cache by the number of beams).
+    let (given, lines) =
+        whisper_log_lines(|| whisper().transcribe(&audio.samples, &english(), None));
+    let given = given.expect("transcribes");
+    assert!(
+        !lines.iter().any(|l| l.contains(REUSED)),
+        "no detection, nothing to reuse: {lines:?}"
+    );
+    assert_eq!(
+        word_error_rate(&given.text, &detected.text),
+        0.0,
+        "{:?} against {:?}",
+        detected.text,
+        given.text
+    );
+    assert_wer_at_most_10(BECKETT, &detected.text, "language detected");
+}
+
+#[test]
+fn a_detection_encoded_with_another_audio_context_is_not_reused() {
+    // whisper.cpp detects the language before it sets this call's audio context, so after a
+    // whole-window call the detection of a fitted-context call encodes the whole window: the
+    // patch must encode again rather than decode a 30 s encoding as a fitted one. Its own
+    // model, so that no other test's call changes the context in between.
+    const REUSED: &str = "reusing the language detection's encoder pass";
+    let model = WhisperModel::load(&fixture("ggml-base.bin")).expect("whisper base loads");
+    let audio = decode_file(&fixture("espeak.wav")).expect("decodes");
+    let fitted = |language: Option<&str>| TranscribeOptions {
+        language: language.map(str::to_owned),
+        decoding: engines::speech::WhisperDecoding {
+            fit_audio_context: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    model
+        .transcribe(&audio.samples, &TranscribeOptions::default(), None)
+        .expect("whole window");
+    let (detected, lines) =
+        whisper_log_lines(|| model.transcribe(&audio.samples, &fitted(None), None));
+    let detected = detected.expect("detects and transcribes");
+    assert!(!lines.iter().any(|l| l.contains(REUSED)), "{lines:?}");
+    // A fitted context's words vary from call to call here (7–29 % on this sentence, with
+    // or without detection), so they are held to the reference loosely; a 30 s encoding
+    // decoded as a fitted one gives nothing or noise.
+    let reference = std::fs::read_to_string(fixture("espeak.txt")).expect("reference");
+    let wer = word_error_rate(&reference, &detected.text);
+    assert!(wer <= 0.35, "WER {:.0} %: {:?}", wer * 100.0, detected.text);
 }
 
 #[test]
