@@ -199,9 +199,8 @@ pub const CATALOG: &[CatalogEntry] = &[
         licence: "MIT",
         // docs/benchmarks.md, "Whisper's levers": as fast as base on this project's CPU
         // since whisper.cpp runs its products through the llamafile kernels (it was
-        // 1.13–1.15× faster before), the same words on Beckett and the English espeak
-        // sentence, one word changed in the German one.
-        good_for: "Base's English words in half the download",
+        // 1.13–1.15× faster before), the same words on Beckett and both espeak sentences.
+        good_for: "Base's words in half the download",
         download: Some(DownloadSource {
             url: "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/ggml-base-q8_0.bin",
             bytes: Some(81_768_585),

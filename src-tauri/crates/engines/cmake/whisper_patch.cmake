@@ -7,14 +7,24 @@
 # The crate's sources are left untouched. A replacement whose text is not found exactly once
 # stops the build with the reason: a whisper-rs-sys update must revisit this patch.
 #
-# The patch: one encoder pass when the language is detected. whisper_full runs the encoder
-# for the first window to detect the language (whisper_lang_auto_detect_with_state), then
-# runs it again on the same window, from the same log-mel frames, before decoding. The second
-# pass is skipped; the decoder reads the cross-attention keys and values the first one left in
-# the state (the detection's one decoder step touches only the self-attention cache, which the
-# decoding loop clears). Only when that pass saw the same audio context: whisper_full sets this
-# call's audio_ctx after the detection, which runs with the previous call's. Beckett with
-# detection: 4.20 s → 2.24 s, the same words (docs/benchmarks.md, "Whisper's levers").
+# The patch, three changes (docs/benchmarks.md, "whisper.cpp's build"):
+#
+# 1. One encoder pass when the language is detected. whisper_full runs the encoder for the
+#    first window to detect the language (whisper_lang_auto_detect_with_state), then runs it
+#    again on the same window, from the same log-mel frames, before decoding. The second pass
+#    is skipped; the decoder reads the cross-attention keys and values the first one left in
+#    the state (the detection's one decoder step touches only the self-attention cache, which
+#    the decoding loop clears). Only when that pass saw the same audio context: whisper_full
+#    sets this call's audio_ctx after the detection, which runs with the previous call's.
+#    Beckett with detection: 4.20 s → 2.34 s, the same words.
+# 2. The same words for the same audio on every call. whisper_full reseeds the random
+#    generators of decoders 1..n on each call but decoder 0's only once, when the state is
+#    made; the temperature fallback samples from it, so a model's third and fourth
+#    transcriptions of Beckett said "Never tried" where the first two said "ever tried".
+# 3. The encoder's self-attention on the CPU as two matrix products and a softmax (ggml's
+#    llamafile kernels) instead of ggml's flash-attention kernel, which walks the keys one by
+#    one for each query; values kept in f32. Beckett 2.33 → 1.7 s, the same words on Beckett
+#    and both espeak sentences. The decoder keeps flash attention.
 
 if(CMAKE_VERSION VERSION_LESS 3.21) # cmake_language(DEFER), file(COPY_FILE)
     message(FATAL_ERROR "Dormouse's whisper.cpp patch needs CMake 3.21 or newer (found ${CMAKE_VERSION})")
@@ -40,6 +50,7 @@ function(dormouse_patch_whisper)
     get_target_property(source_dir whisper SOURCE_DIR)
     file(READ "${source_dir}/whisper.cpp" text)
 
+    # 1. One encoder pass when the language is detected.
     dormouse_replace_once(text
         "    // auto-detect language if not specified\n"
         "    // Dormouse: whether the encoder's output in the state is that of the first window (seek 0),\n    // left by the language detection below, and the audio context it was encoded with (the\n    // detection runs before this call's audio_ctx is set).\n    bool dormouse_encoded_seek0 = false;\n    int dormouse_encoded_audio_ctx = 0;\n\n    // auto-detect language if not specified\n")
@@ -49,6 +60,19 @@ function(dormouse_patch_whisper)
     dormouse_replace_once(text
         "        if (!whisper_encode_internal(*ctx, *state, seek, params.n_threads, params.abort_callback, params.abort_callback_user_data)) {\n"
         "        // Dormouse: the detection already encoded this window.\n        const bool dormouse_reuse = dormouse_encoded_seek0 && seek == 0\n            && state->exp_n_audio_ctx == dormouse_encoded_audio_ctx;\n        dormouse_encoded_seek0 = false;\n        if (dormouse_reuse) {\n            WHISPER_LOG_INFO(\"%s: dormouse: reusing the language detection's encoder pass\\n\", __func__);\n        }\n        if (!dormouse_reuse && !whisper_encode_internal(*ctx, *state, seek, params.n_threads, params.abort_callback, params.abort_callback_user_data)) {\n")
+
+    # 2. Decoder 0's random generator reseeded on every call, like the others.
+    dormouse_replace_once(text
+        "        decoder.rng = std::mt19937(j);\n    }\n"
+        "        decoder.rng = std::mt19937(j);\n    }\n    // Dormouse: decoder 0's generator too (seeded once, in whisper_init_state), so that the\n    // temperature fallback's sampling, and the words, do not depend on earlier calls.\n    state->decoders[0].rng = std::mt19937(0);\n")
+
+    # 3. The encoder's attention on the CPU as two products and a softmax, with f32 values.
+    dormouse_replace_once(text
+        "            if (wctx.params.flash_attn) {\n                ggml_build_forward_expand(gf, ggml_cpy(ctx0, Kcur, ggml_view_1d(ctx0, kv_pad.k, n_ctx*n_state, 0)));\n"
+        "            // Dormouse: flash attention in the encoder only on a GPU; on the CPU ggml's kernel\n            // walks the 1500 keys one by one for each query (expf and f16 sums per key).\n            if (wctx.params.flash_attn && wctx.params.use_gpu) {\n                ggml_build_forward_expand(gf, ggml_cpy(ctx0, Kcur, ggml_view_1d(ctx0, kv_pad.k, n_ctx*n_state, 0)));\n")
+    dormouse_replace_once(text
+        "                                    n_state_head, n_head, n_ctx),\n                                1, 2, 0, 3),\n                            wctx.itype);\n"
+        "                                    n_state_head, n_head, n_ctx),\n                                1, 2, 0, 3),\n                            GGML_TYPE_F32); // Dormouse: f32 values, so the weights stay f32\n")
 
     set(patched "${CMAKE_BINARY_DIR}/dormouse/whisper.cpp")
     file(WRITE "${patched}.new" "${text}")
@@ -60,7 +84,7 @@ function(dormouse_patch_whisper)
         message(FATAL_ERROR "Dormouse's whisper.cpp patch: `whisper` has no source whisper.cpp: ${sources}")
     endif()
     set_target_properties(whisper PROPERTIES SOURCES "${sources}")
-    message(STATUS "Dormouse: whisper.cpp patched (one encoder pass when the language is detected)")
+    message(STATUS "Dormouse: whisper.cpp patched (one encoder pass on detection, decoder 0 reseeded, encoder attention as products)")
 endfunction()
 
 # Included after every project() call (whisper.cpp's two and ggml's): defer once, at the top level.

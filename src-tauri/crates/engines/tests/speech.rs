@@ -294,6 +294,26 @@ fn language_detection_runs_the_encoder_once_for_the_first_window() {
 }
 
 #[test]
+fn the_same_audio_gives_the_same_words_on_every_call() {
+    // Upstream whisper.cpp reseeds decoder 0's random generator only when the state is made,
+    // so a model's third and fourth transcriptions of Beckett differed from its first two
+    // ("Never tried" against "ever tried"); Dormouse's patch reseeds it on every call. Its
+    // own model, so that the calls are this test's first four.
+    let model = WhisperModel::load(&fixture("ggml-base.bin")).expect("whisper base loads");
+    let audio = decode_file(&fixture("beckett.wav")).expect("decodes");
+    let texts: Vec<String> = (0..4)
+        .map(|_| {
+            model
+                .transcribe(&audio.samples, &english(), None)
+                .expect("transcribes")
+                .text
+        })
+        .collect();
+    assert!(texts.iter().all(|t| *t == texts[0]), "{texts:#?}");
+    assert_wer_at_most_10(BECKETT, &texts[0], "every call");
+}
+
+#[test]
 fn a_detection_encoded_with_another_audio_context_is_not_reused() {
     // whisper.cpp detects the language before it sets this call's audio context, so after a
     // whole-window call the detection of a fitted-context call encodes the whole window: the

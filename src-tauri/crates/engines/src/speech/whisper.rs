@@ -144,8 +144,9 @@ impl LoadedModel for WhisperModel {
 }
 
 impl WhisperModel {
-    /// Validates and loads a GGML file on the CPU, with flash attention (measured faster on
-    /// the CPU, docs/benchmarks.md).
+    /// Validates and loads a GGML file on the CPU, with flash attention, which Dormouse's
+    /// whisper.cpp patch (`cmake/whisper_patch.cmake`) limits to the decoder on the CPU: the
+    /// encoder's attention runs as matrix products (docs/benchmarks.md, "whisper.cpp's build").
     pub fn load(path: &Path) -> Result<Self, EngineError> {
         Self::load_with_attention(path, true)
     }
