@@ -47,7 +47,14 @@ async function toastSaying(pattern, timeout = 10_000) {
     { timeout, timeoutMsg: `no toast matching ${pattern}; seen ${JSON.stringify(seen)}` },
   );
   const text = seen.find((t) => pattern.test(t));
-  await browser.execute(() => document.querySelectorAll("[data-sonner-toast]").forEach((t) => t.remove()));
+  // Let the toasts go on their own (4 s) before the next step: removing svelte-sonner's nodes
+  // by hand left a toast in its list whose node was gone, and the next toast, inserted beside
+  // it, never reached the page (seen once Whisper got fast enough for the next unload to come
+  // within the first toast's 4 s).
+  await browser.waitUntil(async () => (await browser.execute(() => document.querySelectorAll("[data-sonner-toast]").length)) === 0, {
+    timeout: 15_000,
+    timeoutMsg: "the toasts did not go",
+  });
   return text;
 }
 
