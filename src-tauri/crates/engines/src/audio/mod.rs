@@ -5,8 +5,9 @@
 //! count. Empty, corrupt, truncated, absurdly long or implausible inputs (a rate outside
 //! 8–384 kHz, no channels or more than 32) get clear errors or flagged results, never a panic.
 
-use std::io::{Cursor, Read, SeekFrom};
+use std::io::Cursor;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rubato::{FftFixedIn, Resampler};
@@ -16,9 +17,12 @@ use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::{MediaSource, MediaSourceStream};
 use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
+use symphonia::core::probe::{Hint, Probe};
+use symphonia::default::formats::{FlacReader, MpaReader, OggReader, WavReader};
 
 use crate::error::EngineError;
+
+mod header_checks;
 
 /// The rate every speech model here expects.
 pub const TARGET_RATE: u32 = 16_000;
@@ -120,187 +124,67 @@ pub(crate) fn decode_with_limit(
     decode_source(Box::new(Cursor::new(bytes)), name, extension, limit)
 }
 
-/// FLAC metadata block types whose inner length fields symphonia trusts: it allocates what a
-/// Vorbis comment or picture says it holds before reading it (found by fuzzing: a 1.4 KB file
-/// asked for 2.2 GB).
-const FLAC_VORBIS_COMMENT: u8 = 4;
-const FLAC_PICTURE: u8 = 6;
-
-/// Refuses a FLAC or OGG stream whose comment (or FLAC picture) claims more bytes than the
-/// block or packet holding it, before symphonia sizes anything from it; other streams pass
-/// untouched. Leaves `source` at its start.
-fn check_metadata_lengths(source: &mut dyn MediaSource, name: &str) -> Result<(), EngineError> {
-    let mut magic = [0u8; 4];
-    let result = match source.read_exact(&mut magic) {
-        Ok(()) if &magic == b"fLaC" => check_flac_blocks(source, name),
-        Ok(()) if &magic == b"OggS" => source
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| undecodable(name, e))
-            .and_then(|_| check_ogg_comment(source, name)),
-        _ => Ok(()),
-    };
-    source
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| undecodable(name, e))?;
-    result
-}
-
-/// Whether a metadata block's inner lengths fit in it.
-type BlockCheck = fn(&[u8]) -> bool;
-
-/// The FLAC metadata blocks after the magic: comment and picture blocks are read (a 24-bit
-/// length: at most 16 MiB) and checked, the others skipped.
-fn check_flac_blocks(source: &mut dyn MediaSource, name: &str) -> Result<(), EngineError> {
-    let io = |e: std::io::Error| undecodable(name, e);
-    // Real files have a handful of blocks; a stream of empty ones is not read forever.
-    for _ in 0..4096 {
-        let mut header = [0u8; 4];
-        if source.read_exact(&mut header).is_err() {
-            return Ok(()); // Truncated: symphonia says what is wrong.
-        }
-        let (last, kind) = (header[0] & 0x80 != 0, header[0] & 0x7f);
-        let len = u32::from_be_bytes([0, header[1], header[2], header[3]]);
-        let check: Option<(BlockCheck, &str)> = match kind {
-            FLAC_VORBIS_COMMENT => Some((vorbis_comment_fits, "comment")),
-            FLAC_PICTURE => Some((picture_fits, "picture")),
-            _ => None,
-        };
-        if let Some((fits, what)) = check {
-            // Only as much as the file has.
-            let mut block = Vec::new();
-            (&mut *source)
-                .take(u64::from(len))
-                .read_to_end(&mut block)
-                .map_err(io)?;
-            if !fits(&block) {
-                return Err(undecodable(
-                    name,
-                    format!("its FLAC {what} claims more bytes than its metadata block holds"),
-                ));
-            }
-        } else {
-            source.seek(SeekFrom::Current(i64::from(len))).map_err(io)?;
-        }
-        if last {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// The longest an OGG comment packet may be before it is refused unread (cover art embedded
-/// as a comment is a few MB).
-const MAX_OGG_COMMENT: usize = 64 << 20;
-
-/// The OGG/Vorbis (and Opus) comment packet, the stream's second, checked like a FLAC comment
-/// block: symphonia's reader allocates what its length fields say.
-fn check_ogg_comment(source: &mut dyn MediaSource, name: &str) -> Result<(), EngineError> {
-    let mut packet = Vec::new();
-    let mut packets = 0;
-    // Pages until the second packet is complete; a page is at most 255 × 255 bytes of data.
-    for _ in 0..4096 {
-        let mut header = [0u8; 27];
-        if source.read_exact(&mut header).is_err() || &header[..4] != b"OggS" {
-            return Ok(()); // Truncated or not OGG after all: symphonia says what is wrong.
-        }
-        let mut lacing = vec![0u8; usize::from(header[26])];
-        if source.read_exact(&mut lacing).is_err() {
-            return Ok(());
-        }
-        for len in lacing {
-            let mut segment = vec![0u8; usize::from(len)];
-            if source.read_exact(&mut segment).is_err() {
-                return Ok(());
-            }
-            packet.extend_from_slice(&segment);
-            if packet.len() > MAX_OGG_COMMENT {
-                return Err(undecodable(name, "its OGG header packets are too large"));
-            }
-            if len < 255 {
-                packets += 1;
-                if packets == 2 {
-                    let body = packet
-                        .strip_prefix(b"\x03vorbis")
-                        .or_else(|| packet.strip_prefix(b"OpusTags"));
-                    return match body {
-                        Some(body) if !vorbis_comment_fits(body) => Err(undecodable(
-                            name,
-                            "its OGG comment claims more bytes than its packet holds",
-                        )),
-                        _ => Ok(()),
-                    };
-                }
-                packet.clear();
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads a little-endian (`le`) or big-endian u32 at `*at`, moving past it.
-fn take_u32(block: &[u8], at: &mut usize, le: bool) -> Option<u32> {
-    let bytes: [u8; 4] = block.get(*at..at.checked_add(4)?)?.try_into().ok()?;
-    *at += 4;
-    Some(if le {
-        u32::from_le_bytes(bytes)
-    } else {
-        u32::from_be_bytes(bytes)
+/// The container formats Dormouse reads, without symphonia's default ID3v2 reader: the tags
+/// are skipped unread before probing ([`header_checks::skip_id3v2_tags`]), and one found
+/// later in a stream is not parsed at all.
+fn probe() -> &'static Probe {
+    static PROBE: OnceLock<Probe> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let mut probe = Probe::default();
+        probe.register_all::<WavReader>();
+        probe.register_all::<FlacReader>();
+        probe.register_all::<MpaReader>();
+        probe.register_all::<OggReader>();
+        probe
     })
 }
 
-/// Whether a length field at `*at` and the bytes it counts fit in `block`; moves past them.
-fn skip_counted(block: &[u8], at: &mut usize, le: bool) -> bool {
-    let Some(len) = take_u32(block, at, le) else {
-        return false;
-    };
-    match at.checked_add(len as usize) {
-        Some(end) if end <= block.len() => {
-            *at = end;
-            true
-        }
-        _ => false,
-    }
-}
-
-/// A Vorbis comment block: vendor string, then a count of comments, each length-prefixed.
-fn vorbis_comment_fits(block: &[u8]) -> bool {
-    let mut at = 0;
-    if !skip_counted(block, &mut at, true) {
-        return false;
-    }
-    let Some(count) = take_u32(block, &mut at, true) else {
-        return false;
-    };
-    // Each comment takes at least its 4-byte length.
-    if (count as usize).saturating_mul(4) > block.len() - at {
-        return false;
-    }
-    (0..count).all(|_| skip_counted(block, &mut at, true))
-}
-
-/// A FLAC picture block: type, MIME type, description, four numbers, the image data.
-fn picture_fits(block: &[u8]) -> bool {
-    let mut at = 0;
-    take_u32(block, &mut at, false).is_some()
-        && skip_counted(block, &mut at, false)
-        && skip_counted(block, &mut at, false)
-        && (0..4).all(|_| take_u32(block, &mut at, false).is_some())
-        && skip_counted(block, &mut at, false)
-}
-
+/// Decodes `source`, turning a panic in the decoder into an error about this file: the checks
+/// in [`header_checks`] keep every panic fuzzing has found away from symphonia, and this keeps
+/// one not found yet from taking a transcription request down with a bare "task panicked".
 fn decode_source(
-    mut source: Box<dyn MediaSource>,
+    source: Box<dyn MediaSource>,
     name: &str,
     extension: Option<&str>,
     limit: Duration,
 ) -> Result<DecodedAudio, EngineError> {
-    check_metadata_lengths(source.as_mut(), name)?;
+    contain_panic(name, || decode_checked(source, name, extension, limit))
+}
+
+/// Runs `decode`, or says it panicked. Everything it touches is its own, so nothing is left
+/// half-changed by the unwinding.
+fn contain_panic(
+    name: &str,
+    decode: impl FnOnce() -> Result<DecodedAudio, EngineError>,
+) -> Result<DecodedAudio, EngineError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        tracing::error!(%name, %message, "the audio decoder panicked");
+        Err(undecodable(
+            name,
+            format!("the audio decoder failed on it ({message}); the file is likely damaged"),
+        ))
+    })
+}
+
+fn decode_checked(
+    source: Box<dyn MediaSource>,
+    name: &str,
+    extension: Option<&str>,
+    limit: Duration,
+) -> Result<DecodedAudio, EngineError> {
+    let mut source = header_checks::skip_id3v2_tags(source, name)?;
+    header_checks::check_metadata_lengths(source.as_mut(), name)?;
     let stream = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = extension {
         hint.with_extension(ext);
     }
-    let probed = symphonia::default::get_probe()
+    let probed = probe()
         .format(
             &hint,
             stream,
@@ -641,92 +525,6 @@ impl StreamResampler {
 mod tests {
     use super::*;
 
-    /// A FLAC head: the magic, then `(type, body)` blocks, the last one flagged.
-    fn flac(blocks: &[(u8, Vec<u8>)]) -> Vec<u8> {
-        let mut out = b"fLaC".to_vec();
-        for (i, (kind, body)) in blocks.iter().enumerate() {
-            let last = if i + 1 == blocks.len() { 0x80 } else { 0 };
-            let len = (body.len() as u32).to_be_bytes();
-            out.extend([kind | last, len[1], len[2], len[3]]);
-            out.extend(body);
-        }
-        out
-    }
-
-    fn comment(vendor_len: u32, vendor: &[u8], count: u32, comments: &[&[u8]]) -> Vec<u8> {
-        let mut body = vendor_len.to_le_bytes().to_vec();
-        body.extend(vendor);
-        body.extend(count.to_le_bytes());
-        for c in comments {
-            body.extend((c.len() as u32).to_le_bytes());
-            body.extend(*c);
-        }
-        body
-    }
-
-    #[test]
-    fn flac_comments_that_claim_more_than_their_block_are_refused_before_any_allocation() {
-        // Found by `scripts/fuzz.sh 600 audio`: 1.4 KB that made symphonia allocate 2.2 GB.
-        let found = include_bytes!("../tests/fixtures/fuzz-flac-comment-2gb.flac");
-        let err = decode_bytes(found.to_vec(), "found.flac", None).expect_err("refused");
-        assert!(err.to_string().contains("comment"), "{err}");
-        // The same shape, made here: a vendor string said to be 4 GB long.
-        let lying = flac(&[(4, comment(u32::MAX, b"x", 0, &[]))]);
-        let err = decode_bytes(lying, "lying.flac", None).expect_err("refused");
-        assert!(err.to_string().contains("claims more bytes"), "{err}");
-        // A comment count no block could hold.
-        let many = flac(&[(4, comment(1, b"x", u32::MAX, &[]))]);
-        assert!(check_metadata_lengths(&mut Cursor::new(many), "many").is_err());
-        // A picture whose data length is past the block.
-        let mut picture = 3u32.to_be_bytes().to_vec();
-        for field in [&b"image/png"[..], b""] {
-            picture.extend((field.len() as u32).to_be_bytes());
-            picture.extend(field);
-        }
-        picture.extend([0u8; 16]);
-        picture.extend(1_000_000u32.to_be_bytes());
-        let err = check_metadata_lengths(&mut Cursor::new(flac(&[(6, picture)])), "p")
-            .expect_err("refused");
-        assert!(err.to_string().contains("picture"), "{err}");
-        // Honest blocks pass, and the source is left at its start for symphonia.
-        let honest = flac(&[
-            (0, vec![0; 34]),
-            (4, comment(5, b"SoX 1", 1, &[b"TITLE=Beckett"])),
-        ]);
-        let mut cursor = Cursor::new(honest);
-        check_metadata_lengths(&mut cursor, "honest").expect("passes");
-        assert_eq!(cursor.position(), 0);
-        // OGG: the second packet is the comment header, checked the same way.
-        let ogg = |packets: &[Vec<u8>]| {
-            let mut out = Vec::new();
-            for p in packets {
-                out.extend(b"OggS");
-                out.extend([0u8; 22]);
-                let mut lacing = vec![255u8; p.len() / 255];
-                lacing.push((p.len() % 255) as u8);
-                out.push(lacing.len() as u8);
-                out.extend(lacing);
-                out.extend(p);
-            }
-            out
-        };
-        let ident = b"\x01vorbis0000".to_vec();
-        let mut lie = b"\x03vorbis".to_vec();
-        lie.extend(comment(u32::MAX, b"x", 0, &[]));
-        let err = check_ogg_comment(&mut Cursor::new(ogg(&[ident.clone(), lie])), "o")
-            .expect_err("refused");
-        assert!(err.to_string().contains("OGG comment"), "{err}");
-        let mut truth = b"\x03vorbis".to_vec();
-        truth.extend(comment(5, b"SoX 1", 1, &[&[b'a'; 300][..]]));
-        let mut cursor = Cursor::new(ogg(&[ident, truth]));
-        check_metadata_lengths(&mut cursor, "o").expect("honest OGG passes");
-        assert_eq!(cursor.position(), 0);
-        // Not FLAC at all: untouched.
-        let mut wav = Cursor::new(b"RIFF....WAVE".to_vec());
-        check_metadata_lengths(&mut wav, "w").expect("not FLAC");
-        assert_eq!(wav.position(), 0);
-    }
-
     fn wav(
         rate: u32,
         channels: u16,
@@ -836,6 +634,47 @@ mod tests {
         ));
         let missing = decode_file(Path::new("/nonexistent/a.wav"));
         assert!(matches!(missing, Err(EngineError::Io { .. })));
+    }
+
+    #[test]
+    fn id3v2_tags_before_the_audio_change_nothing_even_ones_that_panicked_symphonia() {
+        use header_checks::tests::{id3v2, id3v2_that_panicked_symphonia};
+        let tone = wav(16_000, 1, 0.5, 440.0, (16, hound::SampleFormat::Int));
+        let plain = decode_bytes(tone.clone(), "tone.wav", None).expect("decodes");
+        let tagged = |tags: &[Vec<u8>]| {
+            let mut bytes = tags.concat();
+            bytes.extend(&tone);
+            decode_bytes(bytes, "tagged.wav", None)
+        };
+        let title = id3v2(3, 0, b"TIT2\0\0\0\x04\0\0\0Hi!");
+        for tags in [
+            vec![title.clone()],
+            vec![id3v2_that_panicked_symphonia()],
+            vec![title, id3v2(4, 0x10, b""), id3v2_that_panicked_symphonia()],
+        ] {
+            assert_eq!(tagged(&tags).expect("decodes"), plain);
+        }
+        // A tag that is not at the start is not read at all: the probe finds the audio past it.
+        let mut buried = b"junk".to_vec();
+        buried.extend(id3v2_that_panicked_symphonia());
+        buried.extend(&tone);
+        assert_eq!(
+            decode_bytes(buried, "buried.wav", None).expect("decodes"),
+            plain
+        );
+    }
+
+    #[test]
+    fn a_panic_in_the_decoder_is_an_error_about_the_file() {
+        let err = contain_panic("odd.mp3", || panic!("index out of bounds")).expect_err("error");
+        let message = err.to_string();
+        assert!(matches!(err, EngineError::Undecodable { .. }), "{message}");
+        assert!(message.contains("odd.mp3"), "{message}");
+        assert!(message.contains("index out of bounds"), "{message}");
+        let owned = contain_panic("odd.flac", || panic!("{} frames", 3)).expect_err("error");
+        assert!(owned.to_string().contains("3 frames"), "{owned}");
+        let fine = contain_panic("ok.wav", || Err(EngineError::Empty("ok.wav".into())));
+        assert!(matches!(fine, Err(EngineError::Empty(_))));
     }
 
     #[test]
