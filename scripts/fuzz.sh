@@ -68,7 +68,17 @@ for target in "${targets[@]}"; do
     else
         failed=1
         echo "fuzz $target: CRASHED; input in fuzz/artifacts/$target/, log in $log" >&2
+        # What failed, before the backtrace that follows it (a CI log keeps only its tail).
+        grep -m 8 -E 'panicked at|^==[0-9]+==ERROR|^SUMMARY|out-of-memory|timeout after' "$log" >&2 || true
         tail -40 "$log" >&2
+        # The input itself, when small, in hex, so a CI machine's crash can be rebuilt elsewhere
+        # (`xxd -r -p`, or Python's bytes.fromhex).
+        for input in "fuzz/artifacts/$target"/*; do
+            [ -f "$input" ] || continue
+            size=$(stat -c %s "$input")
+            echo "input $input ($size bytes)" >&2
+            if [ "$size" -le 4096 ]; then od -An -v -tx1 "$input" | tr -d ' ' >&2; fi
+        done
     fi
 done
 exit "$failed"
