@@ -92,7 +92,7 @@ impl TranscriptionManager {
         settings: &TranscribeSettings,
     ) -> CommandResult<Transcription> {
         let started = Instant::now();
-        let audio = audio::decode_bytes(bytes, "the recording", None)?;
+        let audio = audio::decode_bytes(bytes, "the recording")?;
         self.run(audio, started, settings)
     }
 

@@ -122,22 +122,24 @@ const FLAC_PICTURE: u8 = 6;
 
 /// Refuses a FLAC or OGG stream whose comment (or FLAC picture) claims more bytes than the
 /// block or packet holding it, before symphonia sizes anything from it; other streams pass
-/// untouched. Leaves `source` at its start.
+/// untouched. The stream starts where `source` is (where the probe found its marker, which
+/// need not be the file's first byte), and `source` is left there.
 pub(super) fn check_metadata_lengths(
     source: &mut dyn MediaSource,
     name: &str,
 ) -> Result<(), EngineError> {
+    let start = source.stream_position().map_err(|e| undecodable(name, e))?;
     let mut magic = [0u8; 4];
     let result = match source.read_exact(&mut magic) {
         Ok(()) if &magic == b"fLaC" => check_flac_blocks(source, name),
         Ok(()) if &magic == b"OggS" => source
-            .seek(SeekFrom::Start(0))
+            .seek(SeekFrom::Start(start))
             .map_err(|e| undecodable(name, e))
             .and_then(|_| check_ogg_comment(source, name)),
         _ => Ok(()),
     };
     source
-        .seek(SeekFrom::Start(0))
+        .seek(SeekFrom::Start(start))
         .map_err(|e| undecodable(name, e))?;
     result
 }
@@ -319,11 +321,11 @@ pub(super) mod tests {
     fn flac_comments_that_claim_more_than_their_block_are_refused_before_any_allocation() {
         // Found by `scripts/fuzz.sh 600 audio`: 1.4 KB that made symphonia allocate 2.2 GB.
         let found = include_bytes!("../../tests/fixtures/fuzz-flac-comment-2gb.flac");
-        let err = decode_bytes(found.to_vec(), "found.flac", None).expect_err("refused");
+        let err = decode_bytes(found.to_vec(), "found.flac").expect_err("refused");
         assert!(err.to_string().contains("comment"), "{err}");
         // The same shape, made here: a vendor string said to be 4 GB long.
         let lying = flac(&[(4, comment(u32::MAX, b"x", 0, &[]))]);
-        let err = decode_bytes(lying, "lying.flac", None).expect_err("refused");
+        let err = decode_bytes(lying, "lying.flac").expect_err("refused");
         assert!(err.to_string().contains("claims more bytes"), "{err}");
         // A comment count no block could hold.
         let many = flac(&[(4, comment(1, b"x", u32::MAX, &[]))]);
@@ -339,6 +341,15 @@ pub(super) mod tests {
         let err = check_metadata_lengths(&mut Cursor::new(flac(&[(6, picture)])), "p")
             .expect_err("refused");
         assert!(err.to_string().contains("picture"), "{err}");
+        // The same lie after 96 zero bytes, where symphonia's probe finds it (fuzzing found
+        // this after the checks above, made at the file's first byte, let it through).
+        let found = include_bytes!("../../tests/fixtures/fuzz-flac-after-zeros.flac");
+        let err = decode_bytes(found.to_vec(), "zeros.flac").expect_err("refused");
+        assert!(err.to_string().contains("comment"), "{err}");
+        let mut buried = vec![0u8; 1000];
+        buried.extend(flac(&[(4, comment(u32::MAX, b"x", 0, &[]))]));
+        let err = decode_bytes(buried, "buried.flac").expect_err("refused");
+        assert!(err.to_string().contains("claims more bytes"), "{err}");
         // Honest blocks pass, and the source is left at its start for symphonia.
         let honest = flac(&[
             (0, vec![0; 34]),
@@ -443,14 +454,13 @@ pub(super) mod tests {
         // A tag claiming more than the file holds leaves nothing: an error, not a panic.
         let mut short = id3v2(3, 0, &[0; 4]);
         short[9] = 0x7f;
-        let err = decode_bytes(short, "short.mp3", None).expect_err("no audio");
+        let err = decode_bytes(short, "short.mp3").expect_err("no audio");
         assert!(
             err.to_string().contains("not a supported audio format"),
             "{err}"
         );
         // A file that is only the panicking tag: a clear error.
-        let err =
-            decode_bytes(id3v2_that_panicked_symphonia(), "tag.mp3", None).expect_err("no audio");
+        let err = decode_bytes(id3v2_that_panicked_symphonia(), "tag.mp3").expect_err("no audio");
         assert!(matches!(err, EngineError::Undecodable { .. }), "{err}");
     }
 }
