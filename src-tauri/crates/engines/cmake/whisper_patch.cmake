@@ -7,7 +7,7 @@
 # The crate's sources are left untouched. A replacement whose text is not found exactly once
 # stops the build with the reason: a whisper-rs-sys update must revisit this patch.
 #
-# The patch, three changes (docs/benchmarks.md, "whisper.cpp's build"):
+# The patch, four changes (docs/benchmarks.md, "whisper.cpp's build"):
 #
 # 1. One encoder pass when the language is detected. whisper_full runs the encoder for the
 #    first window to detect the language (whisper_lang_auto_detect_with_state), then runs it
@@ -25,6 +25,12 @@
 #    llamafile kernels) instead of ggml's flash-attention kernel, which walks the keys one by
 #    one for each query; values kept in f32. Beckett 2.33 → 1.7 s, the same words on Beckett
 #    and both espeak sentences. The decoder keeps flash attention.
+# 4. The encoder's 1500 keys padded to 1504 on the CPU (zero keys and values, masked out of the
+#    softmax), so that the product of the attention weights and the values, whose depth is the
+#    number of keys, goes through the llamafile kernels too: they take depths that are
+#    multiples of 16 (AVX-512; 8 with AVX2) and left this product to ggml's row-by-row dot
+#    products. Beckett 1.71–1.77 → 1.52–1.54 s, the same words on Beckett and both espeak
+#    sentences.
 
 if(CMAKE_VERSION VERSION_LESS 3.21) # cmake_language(DEFER), file(COPY_FILE)
     message(FATAL_ERROR "Dormouse's whisper.cpp patch needs CMake 3.21 or newer (found ${CMAKE_VERSION})")
@@ -74,6 +80,23 @@ function(dormouse_patch_whisper)
         "                                    n_state_head, n_head, n_ctx),\n                                1, 2, 0, 3),\n                            wctx.itype);\n"
         "                                    n_state_head, n_head, n_ctx),\n                                1, 2, 0, 3),\n                            GGML_TYPE_F32); // Dormouse: f32 values, so the weights stay f32\n")
 
+    # 4. The encoder's keys padded to a multiple of 16 on the CPU, the padding masked out of the
+    #    softmax, so that the product of the attention weights and the values (a depth of 1500
+    #    keys) goes through the llamafile kernels, which take depths that are multiples of 16
+    #    (AVX-512; 8 with AVX2), instead of ggml's row-by-row dot products.
+    dormouse_replace_once(text
+        "static struct ggml_cgraph * whisper_build_graph_encoder(\n"
+        "// Dormouse: `keys` padded with zeros along dimension `dim` (the keys' index) by `pad`.\nstatic struct ggml_tensor * dormouse_pad_keys(struct ggml_context * ctx, struct ggml_tensor * keys, int dim, int pad) {\n    if (pad == 0) {\n        return keys;\n    }\n    return ggml_pad(ctx, keys, dim == 0 ? pad : 0, dim == 1 ? pad : 0, dim == 2 ? pad : 0, 0);\n}\n\nstatic struct ggml_cgraph * whisper_build_graph_encoder(\n")
+    dormouse_replace_once(text
+        "    struct ggml_tensor * inpL = cur;\n\n    for (int il = 0; il < n_layer; ++il) {\n        const auto & layer = model.layers_encoder[il];\n"
+        "    struct ggml_tensor * inpL = cur;\n\n    // Dormouse: the keys' padding for the attention's products on the CPU, and its mask: 0 for\n    // the real keys, -inf for the padding (log(step(n_ctx - 0.5 - i))), one row per query.\n    const int dormouse_keys_pad = wctx.params.use_gpu ? 0 : GGML_PAD(n_ctx, 16) - n_ctx;\n    struct ggml_tensor * dormouse_keys_mask = nullptr;\n    if (dormouse_keys_pad > 0) {\n        struct ggml_tensor * row = ggml_log(ctx0, ggml_step(ctx0, ggml_neg(ctx0,\n            ggml_arange(ctx0, 0.5f - n_ctx, 0.5f + dormouse_keys_pad, 1.0f))));\n        dormouse_keys_mask = ggml_repeat(ctx0, row,\n            ggml_new_tensor_2d(ctx0, GGML_TYPE_F32, n_ctx + dormouse_keys_pad, n_ctx));\n    }\n\n    for (int il = 0; il < n_layer; ++il) {\n        const auto & layer = model.layers_encoder[il];\n")
+    dormouse_replace_once(text
+        "                            ggml_cast(ctx0,\n                                ggml_reshape_3d(ctx0, Kcur, n_state_head, n_head, n_ctx),\n                                wctx.itype),\n                            0, 2, 1, 3);\n\n                // K * Q\n                struct ggml_tensor * KQ = ggml_mul_mat(ctx0, K, Q);\n\n                struct ggml_tensor * KQ_soft_max = ggml_soft_max_ext(ctx0, KQ, nullptr, KQscale, 0.0f);\n"
+        "                            ggml_cast(ctx0,\n                                dormouse_pad_keys(ctx0, ggml_reshape_3d(ctx0, Kcur, n_state_head, n_head, n_ctx), 2, dormouse_keys_pad),\n                                wctx.itype),\n                            0, 2, 1, 3);\n\n                // K * Q\n                struct ggml_tensor * KQ = ggml_mul_mat(ctx0, K, Q);\n\n                struct ggml_tensor * KQ_soft_max = ggml_soft_max_ext(ctx0, KQ, dormouse_keys_mask, KQscale, 0.0f);\n")
+    dormouse_replace_once(text
+        "                            GGML_TYPE_F32); // Dormouse: f32 values, so the weights stay f32\n"
+        "                            GGML_TYPE_F32); // Dormouse: f32 values, so the weights stay f32\n                V = dormouse_pad_keys(ctx0, V, 0, dormouse_keys_pad); // Dormouse: zeros for the padded keys\n")
+
     set(patched "${CMAKE_BINARY_DIR}/dormouse/whisper.cpp")
     file(WRITE "${patched}.new" "${text}")
     # Rewrite only when the text changed, so an unchanged patch does not rebuild the library.
@@ -84,7 +107,7 @@ function(dormouse_patch_whisper)
         message(FATAL_ERROR "Dormouse's whisper.cpp patch: `whisper` has no source whisper.cpp: ${sources}")
     endif()
     set_target_properties(whisper PROPERTIES SOURCES "${sources}")
-    message(STATUS "Dormouse: whisper.cpp patched (one encoder pass on detection, decoder 0 reseeded, encoder attention as products)")
+    message(STATUS "Dormouse: whisper.cpp patched (one encoder pass on detection, decoder 0 reseeded, encoder attention as products, keys padded for llamafile)")
 endfunction()
 
 # Included after every project() call (whisper.cpp's two and ggml's): defer once, at the top level.
