@@ -1,6 +1,7 @@
 //! What an audio file's headers claim, checked before symphonia reads them: symphonia 0.5
-//! trusts some length fields (allocating what they say) and panics on some ID3v2 tags, so
-//! those headers are measured or skipped here first (all found by fuzzing, `scripts/fuzz.sh`).
+//! trusts some length fields (allocating what they say; found by fuzzing, `scripts/fuzz.sh`)
+//! and panics on some ID3v2 tags (symphonia issue 485), so those headers are measured or
+//! skipped here first.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -63,8 +64,9 @@ const MAX_ID3V2_TAGS: usize = 16;
 /// Skips the ID3v2 tags at the start of `source` (MP3s carry them, some FLAC and WAV files
 /// too). Dormouse uses none of their metadata, and symphonia 0.5.5's ID3v2 reader panics on
 /// some: a 2.4 extended header whose restrictions byte has bit 6 set reaches an
-/// `unreachable!()` (found by `scripts/fuzz.sh` in CI; symphonia issue 485). The tags are
-/// skipped by the size in their 10-byte header, their contents never parsed.
+/// `unreachable!()` (symphonia issue 485, reproduced here after CI's fuzz run crashed in the
+/// audio target with an input it did not keep). The tags are skipped by the size in their
+/// 10-byte header, their contents never parsed.
 pub(super) fn skip_id3v2_tags(
     mut source: Box<dyn MediaSource>,
     name: &str,
