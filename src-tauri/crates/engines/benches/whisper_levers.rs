@@ -1,7 +1,8 @@
 //! Whisper's speed levers, one at a time and combined, on the same weights and audio: the
 //! thread count, flash attention, greedy decoding against beam search, the encoder's audio
 //! context fitted to the clip, q8_0 weights (`scripts/quantize_ggml_whisper.py`) and language
-//! detection. Each row gives the median time on Beckett's recording and the word error rate
+//! detection, and the encoder's large products on ggml's own kernels rather than the packed
+//! ones (the patch's change 5). Each row gives the median time on Beckett's recording and the word error rate
 //! on Beckett and on the espeak sentences (English, and German with the language given), so
 //! no speed-up is taken at the cost of a word.
 //!
@@ -29,6 +30,8 @@ struct Lever {
     beam_size: u32,
     fit_audio_context: bool,
     detect_language: bool,
+    /// The encoder's large products on the packed kernels (the patch's change 5) or ggml's.
+    packed_products: bool,
 }
 
 const BASE: Lever = Lever {
@@ -39,6 +42,7 @@ const BASE: Lever = Lever {
     beam_size: 3,
     fit_audio_context: false,
     detect_language: false,
+    packed_products: true,
 };
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -61,6 +65,11 @@ fn main() {
     let levers = [
         Lever {
             name: "before: beam 3, whole 30 s window, flash attention, all threads, f16",
+            ..BASE
+        },
+        Lever {
+            name: "ggml's own kernels for the large products (before the patch's change 5)",
+            packed_products: false,
             ..BASE
         },
         Lever {
@@ -155,6 +164,7 @@ fn main() {
             );
             continue;
         }
+        engines::speech::use_packed_products(lever.packed_products);
         let model = WhisperModel::load_with_attention(&path, lever.flash_attention)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let options = |language: Option<&str>| TranscribeOptions {

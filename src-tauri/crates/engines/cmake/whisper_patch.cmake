@@ -7,7 +7,7 @@
 # The crate's sources are left untouched. A replacement whose text is not found exactly once
 # stops the build with the reason: a whisper-rs-sys update must revisit this patch.
 #
-# The patch, four changes (docs/benchmarks.md, "whisper.cpp's build"):
+# The patch, five changes (docs/benchmarks.md, "whisper.cpp's build"):
 #
 # 1. One encoder pass when the language is detected. whisper_full runs the encoder for the
 #    first window to detect the language (whisper_lang_auto_detect_with_state), then runs it
@@ -31,6 +31,13 @@
 #    multiples of 16 (AVX-512; 8 with AVX2) and left this product to ggml's row-by-row dot
 #    products. Beckett 1.71–1.77 → 1.52–1.54 s, the same words on Beckett and both espeak
 #    sentences.
+# 5. ggml's large products handed to a packed GEMM when the program installs one
+#    (`dormouse_ggml_set_mul_mat`, in a patched copy of ggml-cpu/ggml-cpu.c): every f16 or
+#    f32 × f32 product with at least 32 columns, in practice the encoder's. Dormouse installs
+#    the `gemm` crate's kernels (engines::speech::packed_products), which pack both operands
+#    for the caches and reach ~155 GFLOP/s a core with AVX-512 here, where the llamafile
+#    kernels reach ~47. Each of ggml's threads computes a band of the product's rows, so no
+#    thread waits on another. The decoder's few-token products stay with ggml.
 
 if(CMAKE_VERSION VERSION_LESS 3.21) # cmake_language(DEFER), file(COPY_FILE)
     message(FATAL_ERROR "Dormouse's whisper.cpp patch needs CMake 3.21 or newer (found ${CMAKE_VERSION})")
@@ -47,6 +54,40 @@ function(dormouse_replace_once text_var old new)
     endif()
     string(REPLACE "${old}" "${new}" replaced "${${text_var}}")
     set(${text_var} "${replaced}" PARENT_SCOPE)
+endfunction()
+
+# Compiles `text` in place of `target`'s source `relative` (as the target lists it), from a copy
+# written into the build directory; its quoted includes still resolve through the target's
+# include directories.
+function(dormouse_compile_patched target relative text)
+    set(patched "${CMAKE_BINARY_DIR}/dormouse/${relative}")
+    file(WRITE "${patched}.new" "${text}")
+    # Rewrite only when the text changed, so an unchanged patch does not rebuild the library.
+    file(COPY_FILE "${patched}.new" "${patched}" ONLY_IF_DIFFERENT)
+    get_target_property(sources ${target} SOURCES)
+    string(REPLACE "." "\\." pattern "${relative}")
+    # CMake may list it relative to the target's folder or as an absolute path.
+    list(TRANSFORM sources REPLACE "^(.*/)?${pattern}$" "${patched}")
+    if(NOT "${patched}" IN_LIST sources)
+        message(FATAL_ERROR "Dormouse's whisper.cpp patch: `${target}` has no source ${relative}: ${sources}")
+    endif()
+    set_target_properties(${target} PROPERTIES SOURCES "${sources}")
+endfunction()
+
+# 5. ggml's large products handed to the packed GEMM the program installs, if any.
+function(dormouse_patch_ggml_cpu)
+    if(NOT TARGET ggml-cpu)
+        message(FATAL_ERROR "Dormouse's whisper.cpp patch: no `ggml-cpu` target to patch")
+    endif()
+    get_target_property(source_dir ggml-cpu SOURCE_DIR)
+    file(READ "${source_dir}/ggml-cpu/ggml-cpu.c" text)
+    dormouse_replace_once(text
+        "\nvoid ggml_compute_forward_mul_mat(\n"
+        "\n// Dormouse: the packed GEMM the program installs for large products (none until it does).\n// Called by each of the product's threads for each 2-D slice; thread `ith` of `nth` computes\n// its band of the rows. Set before any graph is computed, never during one.\ntypedef void (*dormouse_mul_mat_fn)(int ith, int nth, int64_t rows, int64_t cols, int64_t depth,\n    int src0_is_f16, const void * src0, size_t src0_row_bytes,\n    const float * src1, size_t src1_row_bytes, float * dst, size_t dst_row_bytes);\n\nstatic dormouse_mul_mat_fn dormouse_mul_mat = NULL;\n\nvoid dormouse_ggml_set_mul_mat(dormouse_mul_mat_fn mul_mat);\nvoid dormouse_ggml_set_mul_mat(dormouse_mul_mat_fn mul_mat) {\n    dormouse_mul_mat = mul_mat;\n}\n\nvoid ggml_compute_forward_mul_mat(\n")
+    dormouse_replace_once(text
+        "    // TODO: extract to \"extra_op\"\n#if GGML_USE_LLAMAFILE\n"
+        "    // Dormouse: f16 or f32 weights times f32 columns, at least 32 of them (the encoder's\n    // products; the decoder's few tokens stay with ggml), on the installed packed GEMM.\n    if (dormouse_mul_mat != NULL\n            && (src0->type == GGML_TYPE_F16 || src0->type == GGML_TYPE_F32)\n            && src1->type == GGML_TYPE_F32\n            && ne11 >= 32 && ne01 >= 32 && ne00 >= 16\n            && nb01 % nb00 == 0 && nb11 % sizeof(float) == 0 && nb1 % sizeof(float) == 0) {\n        for (int64_t i13 = 0; i13 < ne13; i13++) {\n            for (int64_t i12 = 0; i12 < ne12; i12++) {\n                dormouse_mul_mat(ith, nth, ne01, ne11, ne00, src0->type == GGML_TYPE_F16,\n                    (const char *)src0->data + i12/(ne12/ne02)*nb02 + i13/(ne13/ne03)*nb03, nb01,\n                    (const float *)((const char *)src1->data + i12*nb12 + i13*nb13), nb11,\n                    (float *)((char *)dst->data + i12*nb2 + i13*nb3), nb1);\n            }\n        }\n        return;\n    }\n\n    // TODO: extract to \"extra_op\"\n#if GGML_USE_LLAMAFILE\n")
+    dormouse_compile_patched(ggml-cpu "ggml-cpu/ggml-cpu.c" "${text}")
 endfunction()
 
 function(dormouse_patch_whisper)
@@ -97,17 +138,9 @@ function(dormouse_patch_whisper)
         "                            GGML_TYPE_F32); // Dormouse: f32 values, so the weights stay f32\n"
         "                            GGML_TYPE_F32); // Dormouse: f32 values, so the weights stay f32\n                V = dormouse_pad_keys(ctx0, V, 0, dormouse_keys_pad); // Dormouse: zeros for the padded keys\n")
 
-    set(patched "${CMAKE_BINARY_DIR}/dormouse/whisper.cpp")
-    file(WRITE "${patched}.new" "${text}")
-    # Rewrite only when the text changed, so an unchanged patch does not rebuild the library.
-    file(COPY_FILE "${patched}.new" "${patched}" ONLY_IF_DIFFERENT)
-    get_target_property(sources whisper SOURCES)
-    list(TRANSFORM sources REPLACE "^whisper\\.cpp$" "${patched}")
-    if(NOT "${patched}" IN_LIST sources)
-        message(FATAL_ERROR "Dormouse's whisper.cpp patch: `whisper` has no source whisper.cpp: ${sources}")
-    endif()
-    set_target_properties(whisper PROPERTIES SOURCES "${sources}")
-    message(STATUS "Dormouse: whisper.cpp patched (one encoder pass on detection, decoder 0 reseeded, encoder attention as products, keys padded for llamafile)")
+    dormouse_compile_patched(whisper "whisper.cpp" "${text}")
+    dormouse_patch_ggml_cpu()
+    message(STATUS "Dormouse: whisper.cpp patched (one encoder pass on detection, decoder 0 reseeded, encoder attention as products, keys padded for llamafile, large products on the installed GEMM)")
 endfunction()
 
 # Included after every project() call (whisper.cpp's two and ggml's): defer once, at the top level.

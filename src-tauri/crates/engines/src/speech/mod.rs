@@ -5,6 +5,7 @@
 //! Audio is 16 kHz mono (see [`crate::audio`]).
 
 pub mod onnx;
+mod packed_products;
 mod whisper;
 
 use std::ops::Range;
@@ -14,6 +15,14 @@ use model_manager::{LoadContext, LoadError, LoadedModel, ModelLoader, ModelSpec}
 
 pub use self::onnx::OnnxSpeechModel;
 pub use self::whisper::{inspect_whisper, WhisperInfo, WhisperModel};
+
+/// Test support for the benches' comparison: whisper.cpp's large products on the packed
+/// kernels (`true`, the default on x86-64) or on ggml's own. Call only between transcriptions.
+#[cfg(feature = "test-support")]
+pub fn use_packed_products(packed: bool) {
+    packed_products::install();
+    packed_products::set(packed && packed_products::USED);
+}
 use crate::audio::TARGET_RATE;
 use crate::error::EngineError;
 use crate::file_loader::{file_size, load_file};

@@ -157,6 +157,8 @@ impl WhisperModel {
         let info = inspect_whisper(path)?;
         // whisper.cpp logs through tracing (target `whisper_rs::...`), not onto stderr.
         whisper_rs::install_logging_hooks();
+        // Its large products on the packed kernels, before any graph is computed.
+        super::packed_products::install();
         let mut params = WhisperContextParameters::default();
         params.use_gpu(false).flash_attn(flash_attention);
         let invalid = |reason: String| EngineError::InvalidWeights {
