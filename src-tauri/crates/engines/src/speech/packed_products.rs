@@ -6,25 +6,28 @@
 //! GEMM, built with its AVX-512 kernels) reaches ~155 on the encoder's shapes. ggml calls
 //! [`packed_mul_mat`] from each thread of a product with at least 32 columns (the encoder's;
 //! the decoder's few tokens stay with ggml); thread `ith` of `nth` computes its band of the
-//! rows, converting that band of f16 weights to f32 first, so threads never wait on each other.
-//! The products are computed in f32 (ggml rounds the columns to f16 for f16 weights).
+//! rows, converting that band of f16 or q8_0 weights to f32 first, so threads never wait on
+//! each other. The products are computed in f32 (ggml rounds the columns to the weights'
+//! type for its own kernels).
 
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
+use std::ops::Range;
 use std::sync::Once;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
 /// The hook's signature (`dormouse_mul_mat_fn` in the patch): `dst (cols × rows, row stride
-/// dst_row_bytes) = src1 (cols × depth) · src0ᵀ (src0: rows × depth)`, every row contiguous.
+/// dst_row_bytes) = src1 (cols × depth) · src0ᵀ (src0: rows × depth of type `src0_type`,
+/// ggml's numbering)`, every row contiguous.
 type MulMatFn = unsafe extern "C" fn(
     ith: c_int,
     nth: c_int,
     rows: i64,
     cols: i64,
     depth: i64,
-    src0_is_f16: c_int,
+    src0_type: c_int,
     src0: *const c_void,
     src0_row_bytes: usize,
     src1: *const f32,
@@ -65,17 +68,93 @@ pub(crate) fn set(packed: bool) {
 }
 
 thread_local! {
-    /// A band of f16 weights converted to f32, reused by the thread's next product.
+    /// A band of f16 or q8_0 weights converted to f32, reused by the thread's next product.
     static BAND_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The product's shape in elements, validated; `None` for what the patch never sends.
+/// The weights' element type, by ggml's numbering (`enum ggml_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Weights {
+    F32,
+    F16,
+    /// Blocks of 32 values: an f16 scale, then 32 signed bytes (`block_q8_0`).
+    Q8_0,
+}
+
+const Q8_0_BLOCK: usize = 32;
+const Q8_0_BLOCK_BYTES: usize = 2 + Q8_0_BLOCK;
+
+impl Weights {
+    fn from_ggml(ty: c_int) -> Option<Self> {
+        match ty {
+            0 => Some(Self::F32),
+            1 => Some(Self::F16),
+            8 => Some(Self::Q8_0),
+            _ => None,
+        }
+    }
+
+    /// The bytes a row of `depth` values takes; `None` where `depth` does not fit the type.
+    fn row_bytes(self, depth: usize) -> Option<usize> {
+        match self {
+            Self::F32 => depth.checked_mul(size_of::<f32>()),
+            Self::F16 => depth.checked_mul(size_of::<f16>()),
+            Self::Q8_0 => depth
+                .is_multiple_of(Q8_0_BLOCK)
+                .then(|| (depth / Q8_0_BLOCK).checked_mul(Q8_0_BLOCK_BYTES))?,
+        }
+    }
+
+    /// Writes one row's values, read from `row` (exactly [`Self::row_bytes`] long), into `out`.
+    fn to_f32(self, row: &[u8], out: &mut [f32]) {
+        match self {
+            Self::F32 => {
+                for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
+                    *o = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            Self::F16 if row.as_ptr().align_offset(align_of::<f16>()) == 0 => {
+                // SAFETY: aligned, `row.len() / 2` values inside `row`; every bit pattern is
+                // an f16.
+                let halves = unsafe {
+                    std::slice::from_raw_parts(row.as_ptr().cast::<f16>(), row.len() / 2)
+                };
+                halves.convert_to_f32_slice(out);
+            }
+            Self::F16 => {
+                // Unaligned: read as bytes, converted in chunks through the stack.
+                let mut halves = [f16::ZERO; 64];
+                for (o, b) in out.chunks_mut(64).zip(row.chunks(128)) {
+                    let n = o.len();
+                    for (h, p) in halves[..n].iter_mut().zip(b.chunks_exact(2)) {
+                        *h = f16::from_bits(u16::from_ne_bytes([p[0], p[1]]));
+                    }
+                    halves[..n].convert_to_f32_slice(o);
+                }
+            }
+            Self::Q8_0 => {
+                for (o, block) in out
+                    .chunks_exact_mut(Q8_0_BLOCK)
+                    .zip(row.chunks_exact(Q8_0_BLOCK_BYTES))
+                {
+                    let scale = f16::from_bits(u16::from_ne_bytes([block[0], block[1]])).to_f32();
+                    for (v, &q) in o.iter_mut().zip(&block[2..]) {
+                        *v = scale * f32::from(q as i8);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The product's shape, validated; `None` for what the patch never sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
+    weights: Weights,
     rows: usize,
     cols: usize,
     depth: usize,
-    src0_stride: usize,
+    src0_row_bytes: usize,
     src1_stride: usize,
     dst_stride: usize,
 }
@@ -83,45 +162,47 @@ struct Shape {
 impl Shape {
     #[allow(clippy::too_many_arguments)]
     fn new(
+        weights: Weights,
         rows: i64,
         cols: i64,
         depth: i64,
-        src0_elem: usize,
         src0_row_bytes: usize,
         src1_row_bytes: usize,
         dst_row_bytes: usize,
     ) -> Option<Self> {
-        let elems = |bytes: usize, size: usize| bytes.is_multiple_of(size).then_some(bytes / size);
+        let elems = |bytes: usize| {
+            bytes
+                .is_multiple_of(size_of::<f32>())
+                .then_some(bytes / size_of::<f32>())
+        };
         let shape = Self {
+            weights,
             rows: usize::try_from(rows).ok()?,
             cols: usize::try_from(cols).ok()?,
             depth: usize::try_from(depth).ok()?,
-            src0_stride: elems(src0_row_bytes, src0_elem)?,
-            src1_stride: elems(src1_row_bytes, size_of::<f32>())?,
-            dst_stride: elems(dst_row_bytes, size_of::<f32>())?,
+            src0_row_bytes,
+            src1_stride: elems(src1_row_bytes)?,
+            dst_stride: elems(dst_row_bytes)?,
         };
-        // Rows no longer than their stride, and strides gemm can take as isize.
-        let fits = shape.depth <= shape.src0_stride
+        // Rows no longer than their stride, f32 rows whole elements apart, and strides gemm
+        // can take as isize.
+        let fits = weights
+            .row_bytes(shape.depth)
+            .is_some_and(|bytes| bytes <= src0_row_bytes)
+            && (weights != Weights::F32 || src0_row_bytes.is_multiple_of(size_of::<f32>()))
             && shape.depth <= shape.src1_stride
             && shape.rows <= shape.dst_stride
-            && isize::try_from(
-                shape
-                    .src0_stride
-                    .max(shape.src1_stride)
-                    .max(shape.dst_stride),
-            )
-            .is_ok()
+            && isize::try_from(src0_row_bytes.max(shape.src1_stride).max(shape.dst_stride)).is_ok()
             && shape.rows.checked_mul(shape.depth).is_some();
         fits.then_some(shape)
     }
 
     /// Thread `ith` of `nth`'s band of rows.
-    fn band(&self, ith: usize, nth: usize) -> std::ops::Range<usize> {
-        let at = |i: usize| {
-            // rows × i / nth without overflow: rows and nth are far below 2^64 / 2^32.
-            (self.rows as u128 * i as u128 / nth.max(1) as u128) as usize
-        };
-        at(ith)..at((ith + 1).min(nth))
+    fn band(&self, ith: usize, nth: usize) -> Range<usize> {
+        let nth = nth.max(1);
+        // rows × i / nth in u128: no overflow for any usize.
+        let at = |i: usize| (self.rows as u128 * i.min(nth) as u128 / nth as u128) as usize;
+        at(ith)..at(ith + 1)
     }
 }
 
@@ -129,7 +210,7 @@ impl Shape {
 /// rule out, rather than leave the product unwritten: every thread must compute its band.
 ///
 /// # Safety
-/// ggml's contract: `src0` holds `rows` rows of `depth` f16 (`src0_is_f16`) or f32 values,
+/// ggml's contract: `src0` holds `rows` rows of `depth` values of `src0_type`,
 /// `src0_row_bytes` apart; `src1` holds `cols` rows of `depth` f32 values `src1_row_bytes`
 /// apart; `dst` holds `cols` rows of `rows` f32 values `dst_row_bytes` apart, written only by
 /// this call's threads, each in its own band of columns.
@@ -140,7 +221,7 @@ unsafe extern "C" fn packed_mul_mat(
     rows: i64,
     cols: i64,
     depth: i64,
-    src0_is_f16: c_int,
+    src0_type: c_int,
     src0: *const c_void,
     src0_row_bytes: usize,
     src1: *const f32,
@@ -148,27 +229,24 @@ unsafe extern "C" fn packed_mul_mat(
     dst: *mut f32,
     dst_row_bytes: usize,
 ) {
-    let is_f16 = src0_is_f16 != 0;
-    let elem = if is_f16 {
-        size_of::<f16>()
-    } else {
-        size_of::<f32>()
-    };
-    let shape = Shape::new(
-        rows,
-        cols,
-        depth,
-        elem,
-        src0_row_bytes,
-        src1_row_bytes,
-        dst_row_bytes,
-    );
+    let shape = Weights::from_ggml(src0_type).and_then(|weights| {
+        Shape::new(
+            weights,
+            rows,
+            cols,
+            depth,
+            src0_row_bytes,
+            src1_row_bytes,
+            dst_row_bytes,
+        )
+    });
     let (Some(shape), Ok(ith), Ok(nth)) = (shape, usize::try_from(ith), usize::try_from(nth))
     else {
         tracing::error!(
             rows,
             cols,
             depth,
+            src0_type,
             "ggml sent a product the packed kernels cannot take"
         );
         std::process::abort();
@@ -177,35 +255,32 @@ unsafe extern "C" fn packed_mul_mat(
     if band.is_empty() || shape.cols == 0 || shape.depth == 0 {
         return;
     }
-    // SAFETY: the caller's contract; the band lies inside the product's rows.
-    unsafe {
-        if is_f16 {
-            let first = src0
-                .cast::<u8>()
-                .add(band.start * src0_row_bytes)
-                .cast::<f16>();
-            BAND_F32.with_borrow_mut(|converted| {
-                converted.clear();
-                converted.resize(band.len() * shape.depth, 0.0);
-                for (r, out) in converted.chunks_exact_mut(shape.depth).enumerate() {
-                    let row =
-                        std::slice::from_raw_parts(first.add(r * shape.src0_stride), shape.depth);
-                    row.convert_to_f32_slice(out);
-                }
-                product(
-                    &shape,
-                    band.clone(),
-                    converted.as_ptr(),
-                    shape.depth,
-                    src1,
-                    dst,
-                );
-            });
-        } else {
-            let first = src0.cast::<f32>().add(band.start * shape.src0_stride);
-            product(&shape, band, first, shape.src0_stride, src1, dst);
+    let first = src0.cast::<u8>();
+    if shape.weights == Weights::F32 {
+        let stride = shape.src0_row_bytes / size_of::<f32>();
+        // SAFETY: the caller's contract; the band's rows lie inside src0.
+        unsafe {
+            let rows = first.add(band.start * shape.src0_row_bytes).cast::<f32>();
+            product(&shape, band, rows, stride, src1, dst);
         }
+        return;
     }
+    let Some(row_bytes) = shape.weights.row_bytes(shape.depth) else {
+        return; // Shape::new checked it
+    };
+    BAND_F32.with_borrow_mut(|converted| {
+        converted.clear();
+        converted.resize(band.len() * shape.depth, 0.0);
+        for (r, out) in band.clone().zip(converted.chunks_exact_mut(shape.depth)) {
+            // SAFETY: the caller's contract: row r holds row_bytes (≤ src0_row_bytes) bytes.
+            let row = unsafe {
+                std::slice::from_raw_parts(first.add(r * shape.src0_row_bytes), row_bytes)
+            };
+            shape.weights.to_f32(row, out);
+        }
+        // SAFETY: `converted` holds the band's rows, `depth` apart; src1 and dst as above.
+        unsafe { product(&shape, band, converted.as_ptr(), shape.depth, src1, dst) };
+    });
 }
 
 /// `dst[c][band] = src1[c] · band_rows[j]` for every column `c`: one single-threaded packed
@@ -216,13 +291,13 @@ unsafe extern "C" fn packed_mul_mat(
 /// `dst` as [`packed_mul_mat`]'s.
 unsafe fn product(
     shape: &Shape,
-    band: std::ops::Range<usize>,
+    band: Range<usize>,
     band_rows: *const f32,
     band_stride: usize,
     src1: *const f32,
     dst: *mut f32,
 ) {
-    // Strides fit isize (Shape::new), and band_stride is depth or src0's stride.
+    // Every stride fits isize (Shape::new checked src0's in bytes, so in elements too).
     let s = |v: usize| v as isize;
     // SAFETY: see the function's contract; gemm reads the band as rhs (k × n, element (k, j)
     // at j·band_stride + k) and writes dst's columns band.start.. of each row.
@@ -259,59 +334,18 @@ mod tests {
     fn reference(
         src0: &[f32],
         src1: &[f32],
-        rows: usize,
-        cols: usize,
-        depth: usize,
-        s0: usize,
+        (rows, cols, depth): (usize, usize, usize),
         s1: usize,
     ) -> Vec<f64> {
         let mut out = vec![0.0; cols * rows];
         for c in 0..cols {
             for r in 0..rows {
                 out[c * rows + r] = (0..depth)
-                    .map(|k| f64::from(src1[c * s1 + k]) * f64::from(src0[r * s0 + k]))
+                    .map(|k| f64::from(src1[c * s1 + k]) * f64::from(src0[r * depth + k]))
                     .sum();
             }
         }
         out
-    }
-
-    /// Runs the hook as ggml would: every thread of `nth` on the same product.
-    #[allow(clippy::too_many_arguments)]
-    fn run_threads(
-        nth: usize,
-        src0: &[u8],
-        is_f16: bool,
-        rows: usize,
-        cols: usize,
-        depth: usize,
-        s0_bytes: usize,
-        src1: &[f32],
-        s1: usize,
-        dst: &mut [f32],
-        ds: usize,
-    ) {
-        let dst_addr = dst.as_mut_ptr() as usize;
-        std::thread::scope(|scope| {
-            for ith in 0..nth {
-                scope.spawn(move || unsafe {
-                    packed_mul_mat(
-                        ith as c_int,
-                        nth as c_int,
-                        rows as i64,
-                        cols as i64,
-                        depth as i64,
-                        c_int::from(is_f16),
-                        src0.as_ptr().cast(),
-                        s0_bytes,
-                        src1.as_ptr(),
-                        s1 * 4,
-                        dst_addr as *mut f32,
-                        ds * 4,
-                    );
-                });
-            }
-        });
     }
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -323,49 +357,103 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn f32_and_f16_weights_with_strided_rows_match_the_reference_on_any_thread_count() {
-        // Odd sizes, rows padded past the depth, and a destination wider than the product.
-        let (rows, cols, depth) = (37, 45, 70);
-        let (s0, s1, ds) = (75, 72, rows + 3);
-        let src0 = values(rows * s0, 1);
-        let src1 = values(cols * s1, 2);
-        let src0_f16: Vec<f16> = src0.iter().map(|&v| f16::from_f32(v)).collect();
-        let src0_rounded: Vec<f32> = src0_f16.iter().map(|v| v.to_f32()).collect();
-        for nth in [1, 2, 3, 8, 64] {
-            for is_f16 in [false, true] {
-                let mut dst = vec![f32::NAN; cols * ds];
-                let (bytes, weights): (&[u8], &[f32]) = if is_f16 {
-                    (bytemuck_f16(&src0_f16), &src0_rounded)
-                } else {
-                    (bytemuck_f32(&src0), &src0)
-                };
-                let elem = if is_f16 { 2 } else { 4 };
-                run_threads(
-                    nth,
-                    bytes,
-                    is_f16,
-                    rows,
-                    cols,
-                    depth,
-                    s0 * elem,
-                    &src1,
-                    s1,
-                    &mut dst,
-                    ds,
-                );
-                let want = reference(weights, &src1, rows, cols, depth, s0, s1);
-                for c in 0..cols {
-                    for r in 0..rows {
-                        let got = f64::from(dst[c * ds + r]);
-                        assert!(
-                            (got - want[c * rows + r]).abs() < 1e-4,
-                            "nth {nth}, f16 {is_f16}: dst[{c}][{r}] = {got}, want {}",
-                            want[c * rows + r]
-                        );
+    /// `weights` (rows × depth) in `ty`'s bytes, each row padded to `row_bytes`, and the
+    /// values those bytes hold.
+    fn encode(ty: Weights, weights: &[f32], depth: usize, row_bytes: usize) -> (Vec<u8>, Vec<f32>) {
+        let mut bytes = Vec::new();
+        let mut held = Vec::new();
+        for row in weights.chunks_exact(depth) {
+            let start = bytes.len();
+            match ty {
+                Weights::F32 => {
+                    for v in row {
+                        bytes.extend_from_slice(&v.to_ne_bytes());
+                        held.push(*v);
                     }
-                    // The destination's padding is never written.
-                    assert!(dst[c * ds + rows..(c + 1) * ds].iter().all(|v| v.is_nan()));
+                }
+                Weights::F16 => {
+                    for v in row {
+                        let h = f16::from_f32(*v);
+                        bytes.extend_from_slice(&h.to_bits().to_ne_bytes());
+                        held.push(h.to_f32());
+                    }
+                }
+                Weights::Q8_0 => {
+                    for block in row.chunks_exact(Q8_0_BLOCK) {
+                        let max = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+                        let scale = f16::from_f32(max / 127.0);
+                        bytes.extend_from_slice(&scale.to_bits().to_ne_bytes());
+                        for v in block {
+                            let q = (v / scale.to_f32()).round().clamp(-127.0, 127.0) as i8;
+                            bytes.push(q as u8);
+                            held.push(scale.to_f32() * f32::from(q));
+                        }
+                    }
+                }
+            }
+            bytes.resize(start + row_bytes, 0xAB);
+        }
+        (bytes, held)
+    }
+
+    #[test]
+    fn every_weight_type_with_strided_rows_matches_the_reference_on_any_thread_count() {
+        // Odd sizes, rows padded past their length, and a destination wider than the product.
+        let (rows, cols, depth) = (37, 45, 96);
+        let (s1, ds) = (100, rows + 3);
+        let weights = values(rows * depth, 1);
+        let src1 = values(cols * s1, 2);
+        for (ty, code) in [(Weights::F32, 0), (Weights::F16, 1), (Weights::Q8_0, 8)] {
+            let row_bytes = ty.row_bytes(depth).expect("whole blocks") + 8;
+            // The f16 bytes start one byte in, so that the unaligned conversion runs too.
+            for offset in [0, usize::from(ty == Weights::F16)] {
+                let (bytes, held) = encode(ty, &weights, depth, row_bytes);
+                let mut shifted = vec![0u8; offset];
+                shifted.extend_from_slice(&bytes);
+                let mut aligned = vec![0f32; shifted.len().div_ceil(4)];
+                // SAFETY (test): copies the bytes into f32-aligned storage.
+                let base = unsafe {
+                    let dst = aligned.as_mut_ptr().cast::<u8>();
+                    std::ptr::copy_nonoverlapping(shifted.as_ptr(), dst, shifted.len());
+                    dst.add(offset) as usize
+                };
+                let want = reference(&held, &src1, (rows, cols, depth), s1);
+                for nth in [1, 2, 3, 8, 64] {
+                    let mut dst = vec![f32::NAN; cols * ds];
+                    let dst_at = dst.as_mut_ptr() as usize;
+                    let src1 = &src1;
+                    std::thread::scope(|scope| {
+                        for ith in 0..nth {
+                            scope.spawn(move || unsafe {
+                                packed_mul_mat(
+                                    ith as c_int,
+                                    nth as c_int,
+                                    rows as i64,
+                                    cols as i64,
+                                    depth as i64,
+                                    code,
+                                    base as *const c_void,
+                                    row_bytes,
+                                    src1.as_ptr(),
+                                    s1 * 4,
+                                    dst_at as *mut f32,
+                                    ds * 4,
+                                );
+                            });
+                        }
+                    });
+                    for c in 0..cols {
+                        for r in 0..rows {
+                            let got = f64::from(dst[c * ds + r]);
+                            assert!(
+                                (got - want[c * rows + r]).abs() < 1e-4,
+                                "{ty:?} +{offset}, nth {nth}: dst[{c}][{r}] = {got}, want {}",
+                                want[c * rows + r]
+                            );
+                        }
+                        // The destination's padding is never written.
+                        assert!(dst[c * ds + rows..(c + 1) * ds].iter().all(|v| v.is_nan()));
+                    }
                 }
             }
         }
@@ -373,27 +461,26 @@ mod tests {
 
     #[test]
     fn shapes_the_patch_never_sends_are_refused() {
-        // Row bytes that are not whole elements, rows longer than their stride, negative sizes.
-        assert!(Shape::new(4, 4, 4, 2, 9, 16, 16).is_none());
-        assert!(Shape::new(4, 4, 8, 4, 16, 32, 16).is_none());
-        assert!(Shape::new(4, 4, 4, 4, 16, 16, 12).is_none());
-        assert!(Shape::new(-1, 4, 4, 4, 16, 16, 16).is_none());
-        assert!(Shape::new(4, 4, 4, 4, 16, 16, 16).is_some());
+        let f32s = Weights::F32;
+        // f32 rows not whole elements apart, rows longer than their stride (weights, columns,
+        // destination), negative sizes, q8_0 rows that are not whole blocks, unknown types.
+        assert!(Shape::new(f32s, 4, 4, 4, 18, 16, 16).is_none());
+        assert!(Shape::new(f32s, 4, 4, 8, 16, 32, 16).is_none());
+        assert!(Shape::new(f32s, 4, 4, 4, 16, 12, 16).is_none());
+        assert!(Shape::new(f32s, 4, 4, 4, 16, 16, 12).is_none());
+        assert!(Shape::new(f32s, -1, 4, 4, 16, 16, 16).is_none());
+        assert!(Shape::new(Weights::Q8_0, 4, 4, 48, 34 * 2, 192, 16).is_none());
+        assert!(Shape::new(Weights::Q8_0, 4, 4, 64, 34 * 2, 256, 16).is_some());
+        assert!(Shape::new(Weights::F16, 4, 4, 4, 9, 16, 16).is_some());
+        assert!(Shape::new(f32s, 4, 4, 4, 16, 16, 16).is_some());
+        assert_eq!(Weights::from_ggml(2), None);
         // Bands cover the rows exactly, in order, whatever the thread count.
-        let shape = Shape::new(1500, 32, 64, 4, 256, 256, 6000).expect("a valid shape");
+        let shape = Shape::new(f32s, 1500, 32, 64, 256, 256, 6000).expect("a valid shape");
         for nth in [1, 2, 7, 16, 3000] {
             let bands: Vec<_> = (0..nth).map(|i| shape.band(i, nth)).collect();
             assert_eq!(bands[0].start, 0);
             assert_eq!(bands[nth - 1].end, 1500);
             assert!(bands.windows(2).all(|w| w[0].end == w[1].start));
         }
-    }
-
-    fn bytemuck_f32(v: &[f32]) -> &[u8] {
-        unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len() * 4) }
-    }
-
-    fn bytemuck_f16(v: &[f16]) -> &[u8] {
-        unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len() * 2) }
     }
 }
