@@ -10,13 +10,13 @@
 //! each other. The products are computed in f32 (ggml rounds the columns to the weights'
 //! type for its own kernels).
 
-use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::ops::Range;
 use std::sync::Once;
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
+use parking_lot::Mutex;
 
 /// The hook's signature (`dormouse_mul_mat_fn` in the patch): `dst (cols × rows, row stride
 /// dst_row_bytes) = src1 (cols × depth) · src0ᵀ (src0: rows × depth of type `src0_type`,
@@ -67,9 +67,14 @@ pub(crate) fn set(packed: bool) {
     unsafe { dormouse_ggml_set_mul_mat(hook) }
 }
 
-thread_local! {
-    /// A band of f16 or q8_0 weights converted to f32, reused by the thread's next product.
-    static BAND_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+/// Buffers for bands of f16 or q8_0 weights converted to f32 (up to 2 MiB each for Whisper
+/// base), reused by later products and freed by [`release_buffers`] when a model unloads.
+static BANDS: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// Frees the converted-weights buffers (a Whisper model unloaded). A product running
+/// meanwhile keeps its buffer and gives it back when done.
+pub(crate) fn release_buffers() {
+    drop(std::mem::take(&mut *BANDS.lock()));
 }
 
 /// The weights' element type, by ggml's numbering (`enum ggml_type`).
@@ -268,19 +273,18 @@ unsafe extern "C" fn packed_mul_mat(
     let Some(row_bytes) = shape.weights.row_bytes(shape.depth) else {
         return; // Shape::new checked it
     };
-    BAND_F32.with_borrow_mut(|converted| {
-        converted.clear();
-        converted.resize(band.len() * shape.depth, 0.0);
-        for (r, out) in band.clone().zip(converted.chunks_exact_mut(shape.depth)) {
-            // SAFETY: the caller's contract: row r holds row_bytes (≤ src0_row_bytes) bytes.
-            let row = unsafe {
-                std::slice::from_raw_parts(first.add(r * shape.src0_row_bytes), row_bytes)
-            };
-            shape.weights.to_f32(row, out);
-        }
-        // SAFETY: `converted` holds the band's rows, `depth` apart; src1 and dst as above.
-        unsafe { product(&shape, band, converted.as_ptr(), shape.depth, src1, dst) };
-    });
+    let mut converted = BANDS.lock().pop().unwrap_or_default();
+    converted.clear();
+    converted.resize(band.len() * shape.depth, 0.0);
+    for (r, out) in band.clone().zip(converted.chunks_exact_mut(shape.depth)) {
+        // SAFETY: the caller's contract: row r holds row_bytes (≤ src0_row_bytes) bytes.
+        let row =
+            unsafe { std::slice::from_raw_parts(first.add(r * shape.src0_row_bytes), row_bytes) };
+        shape.weights.to_f32(row, out);
+    }
+    // SAFETY: `converted` holds the band's rows, `depth` apart; src1 and dst as above.
+    unsafe { product(&shape, band, converted.as_ptr(), shape.depth, src1, dst) };
+    BANDS.lock().push(converted);
 }
 
 /// `dst[c][band] = src1[c] · band_rows[j]` for every column `c`: one single-threaded packed

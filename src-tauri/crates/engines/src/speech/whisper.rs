@@ -128,6 +128,14 @@ pub struct WhisperModel {
     bytes: u64,
 }
 
+impl Drop for WhisperModel {
+    /// The packed products' converted weights go with the model (the next load's first
+    /// transcription makes them again).
+    fn drop(&mut self) {
+        super::packed_products::release_buffers();
+    }
+}
+
 impl std::fmt::Debug for WhisperModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WhisperModel")
