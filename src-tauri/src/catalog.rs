@@ -197,9 +197,9 @@ pub const CATALOG: &[CatalogEntry] = &[
         approx_memory_mib: 120,
         languages: "99 languages",
         licence: "MIT",
-        // docs/benchmarks.md, "Whisper's levers": as fast as base on this project's CPU
-        // since whisper.cpp runs its products through the llamafile kernels (it was
-        // 1.13–1.15× faster before), the same words on Beckett and both espeak sentences.
+        // docs/benchmarks.md, "Whisper's levers": as fast as base or a little faster on this
+        // project's CPU (1.01–1.07× in two runs of 2026-12-07) since its encoder takes the
+        // packed products too, the same words on Beckett and both espeak sentences.
         good_for: "Base's words in half the download",
         download: Some(DownloadSource {
             url: "https://huggingface.co/ggerganov/whisper.cpp/resolve/main/ggml-base-q8_0.bin",
