@@ -13,10 +13,12 @@ mod flops;
 mod mbconv;
 mod network;
 mod product;
+mod rel_pos_attention;
 mod tiny_vit;
 mod token_attention;
 pub mod training;
 mod upsample;
+mod vit_b;
 pub mod weights;
 mod window_attention;
 

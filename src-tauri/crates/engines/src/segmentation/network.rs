@@ -5,11 +5,11 @@
 
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::segment_anything::image_encoder::ImageEncoderViT;
 use candle_transformers::models::segment_anything::prompt_encoder::PromptEncoder;
 
 use super::decoder::{MaskDecoder, Pass};
 use super::tiny_vit::TinyViT;
+use super::vit_b::{VitConfig, VitEncoder};
 use super::SamSize;
 
 /// Side of the square the encoder sees.
@@ -20,7 +20,7 @@ pub(crate) const PATCH: usize = 16;
 pub(crate) const PROMPT_DIM: usize = 256;
 
 enum Encoder {
-    Vit(Box<ImageEncoderViT>),
+    Vit(Box<VitEncoder>),
     Tiny(Box<TinyViT>),
     /// candle's own TinyViT, which ours must agree with (tests only).
     #[cfg(test)]
@@ -52,19 +52,8 @@ impl SamNet {
         let device = vb.device().clone();
         let encoder = match size {
             SamSize::Tiny => Encoder::Tiny(Box::new(TinyViT::tiny_vit_5m(vb.pp("image_encoder"))?)),
-            SamSize::VitB => Encoder::Vit(Box::new(ImageEncoderViT::new(
-                IMAGE_SIZE,
-                PATCH,
-                3,
-                768,
-                12,
-                12,
-                PROMPT_DIM,
-                true,
-                true,
-                true,
-                14,
-                &[2, 5, 8, 11],
+            SamSize::VitB => Encoder::Vit(Box::new(VitEncoder::new(
+                VitConfig::VIT_B,
                 vb.pp("image_encoder"),
             )?)),
         };

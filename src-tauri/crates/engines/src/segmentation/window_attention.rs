@@ -299,7 +299,7 @@ fn weighted_sum(p: &[f32], values: &[f32], vd: usize, dst: &mut [f32]) {
 /// `eˣ` for `x ≤ 0` (softmax's shifted scores), within 2 ulp: Cephes' `expf` reduction and
 /// polynomial, written without branches so that it vectorises.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
