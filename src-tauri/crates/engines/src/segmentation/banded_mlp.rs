@@ -27,8 +27,9 @@ pub(crate) struct BandedMlp {
     fc2: (Vec<f32>, Vec<f32>),
 }
 
-/// `(out, in)` row-major, as a linear layer stores it, to `(in, out)` row-major.
-fn transposed(weight: &[f32], out: usize, inp: usize) -> Vec<f32> {
+/// `(out, in)` row-major, as a linear layer stores it, to `(in, out)` row-major (any
+/// row-major matrix of `out` rows of `inp` values to its transpose).
+pub(crate) fn transposed(weight: &[f32], out: usize, inp: usize) -> Vec<f32> {
     let mut t = vec![0f32; weight.len()];
     for (o, row) in weight.chunks_exact(inp).enumerate().take(out) {
         for (i, &w) in row.iter().enumerate() {

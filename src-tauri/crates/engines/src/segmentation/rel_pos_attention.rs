@@ -17,8 +17,9 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use rayon::prelude::*;
 
+use super::banded_mlp::transposed;
 use super::product::{matmul_into, Threads};
-use super::window_attention::exp;
+use super::window_attention::exp_normalize;
 
 /// Attention with decomposed relative positions over the `h × w` token grid of each image.
 #[derive(Debug)]
@@ -31,17 +32,6 @@ pub(crate) struct RelPosAttention {
     rel_h_t: Vec<f32>,
     /// `head_dim × (2w − 1)`: `rel_pos_w` transposed, one column per horizontal offset.
     rel_w_t: Vec<f32>,
-}
-
-/// `rows × cols` row-major, transposed.
-fn transposed(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; m.len()];
-    for (r, row) in m.chunks_exact(cols).enumerate().take(rows) {
-        for (c, &v) in row.iter().enumerate() {
-            out[c * rows + r] = v;
-        }
-    }
-    out
 }
 
 impl RelPosAttention {
@@ -231,23 +221,7 @@ fn softmax(s: &mut [f32]) {
         .iter()
         .chain(&maxes)
         .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sums = [0f32; LANES];
-    let mut chunks = s.chunks_exact_mut(LANES);
-    for chunk in &mut chunks {
-        for (acc, v) in sums.iter_mut().zip(chunk) {
-            *v = exp(*v - max);
-            *acc += *v;
-        }
-    }
-    let mut sum: f32 = sums.iter().sum();
-    for v in chunks.into_remainder() {
-        *v = exp(*v - max);
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in s.iter_mut() {
-        *v *= inv;
-    }
+    exp_normalize(s, max);
 }
 
 impl CustomOp1 for RelPosAttention {

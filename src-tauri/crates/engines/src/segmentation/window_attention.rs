@@ -251,6 +251,13 @@ fn softmax_scaled(s: &mut [f32], scale: f32, bias: &[f32]) {
         *x = x.mul_add(scale, *b);
         max = max.max(*x);
     }
+    exp_normalize(s, max);
+}
+
+/// `s ← exp(s − max) / Σ exp(s − max)`: the softmax once the maximum is known, the sum kept
+/// per lane.
+#[inline(always)]
+pub(crate) fn exp_normalize(s: &mut [f32], max: f32) {
     let mut sum = [0f32; LANES];
     let mut chunks = s.chunks_exact_mut(LANES);
     for x in &mut chunks {
@@ -299,7 +306,7 @@ fn weighted_sum(p: &[f32], values: &[f32], vd: usize, dst: &mut [f32]) {
 /// `eˣ` for `x ≤ 0` (softmax's shifted scores), within 2 ulp: Cephes' `expf` reduction and
 /// polynomial, written without branches so that it vectorises.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
